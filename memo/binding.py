@@ -1,0 +1,133 @@
+"""Binding a call's arguments to the decorated function's parameter names.
+
+Every decorator records the same thing for a call: each parameter under its
+name, in signature order, defaults filled in, ``**kwargs`` expanded into the
+record and ``*args`` kept as a list under its own name. A first parameter named
+``self`` or ``cls`` is left out, so methods work. The fast path is a plain loop
+over precomputed names; anything irregular (a missing argument, a duplicate) is
+handed to :meth:`inspect.Signature.bind`, which raises Python's own TypeError.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["Binder"]
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_MISSING = object()
+
+
+class Binder:
+    """Turns ``(args, kwargs)`` of calls to ``func`` into the record's argument part."""
+
+    __slots__ = (
+        "func", "signature", "_pos", "_kwonly", "_varpos", "_varkw", "_defaults",
+        "_keep", "_drop_first", "_names",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+    ) -> None:
+        self.func = func
+        self.signature = inspect.signature(func)
+        params = list(self.signature.parameters.values())
+        self._drop_first = bool(params) and params[0].name in ("self", "cls") and (
+            params[0].kind in _POSITIONAL
+        )
+        self._pos = [p.name for p in params if p.kind in _POSITIONAL]
+        self._kwonly = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        self._varpos = next(
+            (p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None
+        )
+        self._varkw = next(
+            (p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
+        self._defaults = {
+            p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+        }
+        self._names = set(self._pos) | set(self._kwonly)
+        if include is not None and exclude is not None:
+            raise ValueError("pass include= or exclude=, not both")
+        if isinstance(include, str) or isinstance(exclude, str):
+            raise TypeError("include= and exclude= take a list of argument names, not a string")
+        known = self._names | ({self._varpos} if self._varpos else set())
+        chosen = set(include if include is not None else exclude or ())
+        unknown = chosen - known
+        if unknown and self._varkw is None:
+            raise ValueError(
+                f"{func.__qualname__}() has no parameter(s) {sorted(unknown)} "
+                f"to {'include' if include is not None else 'exclude'}"
+            )
+        self._keep: Callable[[str], bool]
+        if include is not None:
+            self._keep = chosen.__contains__
+        else:
+            self._keep = lambda name, _c=frozenset(chosen): name not in _c
+        if self._drop_first:
+            first = self._pos[0]
+            keep = self._keep
+            self._keep = lambda name: name != first and keep(name)
+
+    @property
+    def has_varkw(self) -> bool:
+        """Whether the function takes ``**kwargs`` (their names vary per call)."""
+        return self._varkw is not None
+
+    @property
+    def names(self) -> list[str]:
+        """The declared parameter names that can appear in a record, in order."""
+        names = [*self._pos, *([self._varpos] if self._varpos else []), *self._kwonly]
+        return [n for n in names if self._keep(n)]
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The record's argument part for ``func(*args, **kwargs)``."""
+        pos, keep, defaults = self._pos, self._keep, self._defaults
+        n = len(args)
+        if n > len(pos) and self._varpos is None:
+            self._strict(args, kwargs)
+        out: dict[str, Any] = {}
+        for i, name in enumerate(pos):
+            if i < n:
+                value = args[i]
+                if name in kwargs:
+                    self._strict(args, kwargs)
+            else:
+                value = kwargs.get(name, _MISSING)
+                if value is _MISSING:
+                    value = defaults.get(name, _MISSING)
+                    if value is _MISSING:
+                        self._strict(args, kwargs)
+            if keep(name):
+                out[name] = value
+        if self._varpos is not None and keep(self._varpos):
+            out[self._varpos] = list(args[len(pos):])
+        for name in self._kwonly:
+            value = kwargs.get(name, _MISSING)
+            if value is _MISSING:
+                value = defaults.get(name, _MISSING)
+                if value is _MISSING:
+                    self._strict(args, kwargs)
+            if keep(name):
+                out[name] = value
+        if kwargs and (self._varkw is not None or not kwargs.keys() <= self._names):
+            for name, value in kwargs.items():
+                if name not in self._names:
+                    if self._varkw is None:
+                        self._strict(args, kwargs)
+                    if keep(name):
+                        out[name] = value
+        return out
+
+    def _strict(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise the TypeError Python itself would raise for this call."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.func.__qualname__}(): {exc}") from None
+        raise TypeError(f"{self.func.__qualname__}(): arguments do not match the signature")

@@ -1,0 +1,63 @@
+"""``memo demo``: the birthday-paradox sweep, run in parallel, logged to JSONL, shown as a table."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from .grid import grid
+from .load import load
+from .sinks.file import memfile
+from .timing import capture_time
+
+__all__ = ["birthday_experiment", "format_table", "main"]
+
+
+def birthday_experiment(class_size: int, n_sim: int, seed: int = 0) -> dict[str, float]:
+    """Estimate the chance that two of ``class_size`` people share a birthday."""
+    rng = random.Random(seed * 1_000_003 + class_size * 7919 + n_sim)
+    shared = sum(
+        len({rng.randint(1, 365) for _ in range(class_size)}) != class_size for _ in range(n_sim)
+    )
+    return {"est_proba": shared / n_sim}
+
+
+_task: Any = None
+
+
+def _init(path: str) -> None:
+    global _task
+    _task = memfile(path, skip=True)(capture_time(birthday_experiment, time_start=False))
+
+
+def _run(settings: dict[str, Any]) -> dict[str, Any]:
+    return _task(**settings)
+
+
+def format_table(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table of ``records`` (floats with 4 decimals)."""
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    rows = [[cell(r.get(c, "")) for c in columns] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
+              for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def main(out: str = "results.jsonl", jobs: int | None = None, fresh: bool = False) -> int:
+    if fresh and os.path.exists(out):
+        os.remove(out)
+    settings = grid(class_size=range(5, 60, 5), n_sim=[1000, 10000])
+    with multiprocessing.Pool(jobs, initializer=_init, initargs=(out,)) as pool:
+        pool.map(_run, settings)
+    records = sorted(load(out), key=lambda r: (r["n_sim"], r["class_size"]))
+    print(format_table(records, ["class_size", "n_sim", "est_proba", "time_taken"]))
+    print(f"\n{len(records)} records in {out}")
+    return 0

@@ -1,0 +1,61 @@
+"""``grid`` and ``random_grid``: the settings of a sweep, in an order every process agrees on."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["grid", "random_grid"]
+
+
+def _axis(name: str, values: Any) -> list[Any]:
+    """One dimension of a grid as a list; a string or other scalar is a single value."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        return [values]
+    if isinstance(values, Mapping):
+        raise TypeError(f"grid value for {name!r} is a mapping; pass a list of its keys or values")
+    if hasattr(values, "tolist"):  # numpy arrays: Python scalars in the records
+        values = values.tolist()
+    out = list(values)
+    if not out:
+        raise ValueError(f"grid value for {name!r} is empty, so the grid would be empty")
+    return out
+
+
+def grid(*, shuffle: bool = False, seed: int | None = 0, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every combination of the given values, as a list of dicts (the last key varies fastest).
+
+    ``grid(a=[1, 2], b="x")`` gives ``[{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]``:
+    any iterable is a dimension (ranges, lists, numpy arrays, generators); a
+    string or another non-iterable value is fixed. With ``shuffle=True`` the
+    order is a permutation that depends only on ``seed`` (default ``0``), so every
+    process and every SLURM array task that builds the same grid gets the same
+    order. ``seed=None`` takes an unseeded order: only for a single process.
+    """
+    axes = {name: _axis(name, values) for name, values in kwargs.items()}
+    settings = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    if shuffle:
+        random.Random(seed).shuffle(settings)
+    return settings
+
+
+def random_grid(*, n: int, seed: int | None = 0, **kwargs: Any) -> list[dict[str, Any]]:
+    """``n`` random settings: each key drawn independently, reproducibly from ``seed``.
+
+    A value may be an iterable (a uniform choice from it, with replacement across
+    settings), a callable taking a :class:`random.Random` (``lambda r: 10 ** r.uniform(-4, -1)``)
+    or a fixed value (a string or another non-iterable).
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"random_grid(n=...) needs a whole number >= 0, got {n!r}")
+    rng = random.Random(seed)
+    draws: dict[str, Callable[[random.Random], Any]] = {}
+    for name, values in kwargs.items():
+        if callable(values) and not isinstance(values, type):
+            draws[name] = values
+        else:
+            choices = _axis(name, values)
+            draws[name] = lambda r, c=choices: r.choice(c)
+    return [{name: draw(rng) for name, draw in draws.items()} for _ in range(n)]

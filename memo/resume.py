@@ -1,0 +1,92 @@
+"""Skip and resume: has a call with these arguments already been recorded?
+
+A call's identity is the canonical key of its bound arguments (after
+``include``/``exclude``). The key is the same in every process and run and for a
+value before and after a trip through a JSONL file:
+
+* values are taken through the serialization layer, so ``np.int64(3)`` and ``3``,
+  ``np.float32(0.1)`` and ``0.1``, a tuple and a list are the same argument;
+* a float with an integral value equals the int (``1 == 1.0``, as Python's own
+  ``==`` and dict lookups have it); ``True`` is *not* ``1`` (JSON keeps them apart);
+* ``nan`` equals ``nan`` (it is a value someone asked for).
+
+Records whose ``status`` is ``"error"`` (written through :func:`memo.ignore_error`)
+do not count as done unless ``retry_failed=False``, so a resumed sweep retries them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from . import serialize
+
+__all__ = ["SkipIndex", "canonical_key"]
+
+
+def _canon(v: Any) -> Any:
+    t = type(v)
+    if v is None or t is str or t is int or t is bool:
+        return v
+    if t is float:
+        if v.is_integer():
+            return int(v)
+        return v if math.isfinite(v) else serialize._float_tag(v)
+    if t is list:
+        return [_canon(x) for x in v]
+    if t is dict:
+        return {k: _canon(x) for k, x in v.items()}
+    return _canon(orjson.loads(serialize.dumps(v)))
+
+
+def canonical_key(values: Iterable[Any]) -> bytes:
+    """The identity of a sequence of argument values, as bytes."""
+    return orjson.dumps([_canon(v) for v in values], option=orjson.OPT_SORT_KEYS)
+
+
+class SkipIndex:
+    """Maps argument keys to the newest successful record a sink holds for them."""
+
+    def __init__(self, names: list[str], *, varkw: bool = False, retry_failed: bool = True):
+        self.names = names
+        self.varkw = varkw
+        self.retry_failed = retry_failed
+        self.lock = threading.Lock()
+        self._by_key: dict[bytes, list[Mapping[str, Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def clear(self) -> None:
+        self._by_key.clear()
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Index one record found in the sink (records of other functions are ignored)."""
+        if self.retry_failed and record.get("status") == "error":
+            return
+        try:
+            key = canonical_key([record[n] for n in self.names])
+        except KeyError:
+            return
+        if self.varkw:
+            self._by_key.setdefault(key, []).append(record)
+        else:
+            self._by_key[key] = [record]
+
+    def lookup(self, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The stored record for the call whose bound arguments are ``params``, if any."""
+        found = self._by_key.get(canonical_key([params[n] for n in self.names]))
+        if not found:
+            return None
+        if not self.varkw:
+            return found[0]
+        extra = [k for k in params if k not in self.names]
+        want = canonical_key([params[k] for k in extra])
+        for record in reversed(found):
+            if all(k in record for k in extra) and canonical_key(record[k] for k in extra) == want:
+                return record
+        return None

@@ -1,0 +1,1 @@
+"""The sinks: each decides only where a finished record goes."""
