@@ -1,28 +1,30 @@
-"""The ``memo`` command (also ``python -m memo``)."""
+"""The ``memo`` command (also ``python -m memo``).
+
+Each subcommand lives in the module named after what it does and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` (a function
+taking the parsed namespace and returning an exit code). Modules are imported
+lazily, so ``memo demo`` does not import what ``memo serve`` needs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Sequence
 
 __all__ = ["main"]
 
-
-def _demo(args: argparse.Namespace) -> int:
-    from . import demo
-
-    return demo.main(out=args.out, jobs=args.jobs, fresh=args.fresh)
+# Modules that provide subcommands, in the order ``memo --help`` lists them.
+_COMMANDS = (
+    "memo.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memo", description="memo: results of sweeps as tables")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="run the birthday-paradox demo sweep")
-    demo.add_argument("--out", default="results.jsonl", help="JSONL file to log to")
-    demo.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
-    demo.add_argument("--fresh", action="store_true", help="start a new file instead of resuming")
-    demo.set_defaults(handler=_demo)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMANDS:
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

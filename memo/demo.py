@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import random
@@ -13,7 +14,7 @@ from .load import load
 from .sinks.file import memfile
 from .timing import capture_time
 
-__all__ = ["birthday_experiment", "format_table", "main"]
+__all__ = ["birthday_experiment", "format_table", "main", "register"]
 
 
 def birthday_experiment(class_size: int, n_sim: int, seed: int = 0) -> dict[str, float]:
@@ -61,3 +62,11 @@ def main(out: str = "results.jsonl", jobs: int | None = None, fresh: bool = Fals
     print(format_table(records, ["class_size", "n_sim", "est_proba", "time_taken"]))
     print(f"\n{len(records)} records in {out}")
     return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = subparsers.add_parser("demo", help="run the birthday-paradox demo sweep")
+    demo.add_argument("--out", default="results.jsonl", help="JSONL file to log to")
+    demo.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    demo.add_argument("--fresh", action="store_true", help="start a new file, do not resume")
+    demo.set_defaults(handler=lambda a: main(out=a.out, jobs=a.jobs, fresh=a.fresh))
