@@ -1,11 +1,14 @@
 """memo: decorators that turn a sweep over a parameter grid into a table of results."""
 
+from .context import capture_context, memutils, run_context
 from .errors import ignore_error
 from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
+from .runner import Failure, RunError, Runner, RunReport
 from .serialize import SerializationError
+from .shard import shard
 from .sinks.file import memfile
 from .sinks.func import memfunc, memstdout
 from .sinks.list import memlist
@@ -18,9 +21,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CorruptLineWarning",
+    "Failure",
     "KeyCollisionError",
+    "RunError",
+    "RunReport",
+    "Runner",
     "SerializationError",
     "WriteError",
+    "capture_context",
     "capture_time",
     "grid",
     "ignore_error",
@@ -28,10 +36,13 @@ __all__ = [
     "memfile",
     "memfunc",
     "memlist",
+    "memutils",
     "memstdout",
     "memwandb",
     "memweb",
     "random_grid",
+    "run_context",
+    "shard",
     "time_taken",
     "timeit",
     "to_pandas",

@@ -1,0 +1,150 @@
+"""Overhead of ``memo.Runner`` against bare process pools, as ratios measured in one run.
+
+    PYTHONPATH=. python scripts/bench_runner.py [--calls 2000] [--rounds 5] [--jobs 2]
+
+1. Calls of 1 ms each: ``Runner(backend="processes")`` and ``Runner(backend="loky")``
+   against a bare ``concurrent.futures.ProcessPoolExecutor.map`` (chunksize as
+   ``multiprocessing.Pool.map`` picks it) and a bare ``joblib.Parallel`` loop over the
+   same function. Each includes starting its pool. Target: ratio <= 1.10.
+2. Records sent back to the parent (``memlist`` under process workers): the extra time
+   of a run whose records go to the parent's ``memlist`` over the same run whose records
+   are dropped by a sink in the worker, against pickling and unpickling the same
+   records. Target: ratio <= 1.
+Rounds alternate the contenders; each reports its median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from memo import Runner, grid, memlist
+from memo.pipeline import recorder
+
+
+def busy(ms: float) -> None:
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+def task(i: int, ms: float) -> dict[str, Any]:
+    busy(ms)
+    return {"value": i * 2, "loss": 0.5, "acc": 0.25, "name": "run", "ok": True}
+
+
+def _task_kw(s: dict[str, Any]) -> dict[str, Any]:
+    return task(**s)
+
+
+class Discard:
+    """A sink that drops records where they are made (in the worker)."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+
+records: list[dict[str, Any]] = []
+logged = memlist(data=records)(task)
+dropped = recorder(Discard())(task)
+
+
+def bare_futures(settings: list[dict[str, Any]], jobs: int) -> None:
+    chunk = max(1, math.ceil(len(settings) / (4 * jobs)))
+    with ProcessPoolExecutor(jobs) as ex:
+        list(ex.map(_task_kw, settings, chunksize=chunk))
+
+
+def bare_joblib(settings: list[dict[str, Any]], jobs: int) -> None:
+    from joblib import Parallel, delayed
+
+    Parallel(n_jobs=jobs)(delayed(task)(**s) for s in settings)
+
+
+def runner(backend: str, func: Callable[..., Any]) -> Callable[[list[dict[str, Any]], int], None]:
+    def run(settings: list[dict[str, Any]], jobs: int) -> None:
+        Runner(backend, n_jobs=jobs).run(func, settings, progbar=False)
+    return run
+
+
+def measure(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    jobs = args.jobs
+
+    try:
+        import joblib  # noqa: F401
+        have_joblib = True
+    except ImportError:
+        have_joblib = False
+
+    settings = grid(i=range(args.calls), ms=1.0)
+    contenders: dict[str, Callable[[], None]] = {
+        "bare concurrent.futures": lambda: bare_futures(settings, jobs),
+        "Runner processes": lambda: runner("processes", task)(settings, jobs),
+    }
+    if have_joblib:
+        contenders["bare joblib"] = lambda: bare_joblib(settings, jobs)
+        contenders["Runner loky"] = lambda: runner("loky", task)(settings, jobs)
+    ideal = args.calls * 1e-3 / jobs
+    print(f"1. {args.calls} calls of 1 ms on {jobs} workers (ideal {ideal:.2f} s), "
+          f"median of {args.rounds} rounds")
+    med = measure(contenders, args.rounds)
+    for name, t in med.items():
+        print(f"   {name:26s} {t:7.3f} s")
+    base = med["bare concurrent.futures"]
+    print(f"   ratio Runner processes / bare concurrent.futures: "
+          f"{med['Runner processes'] / base:.3f}  (target <= 1.10)")
+    if have_joblib:
+        print(f"   ratio Runner processes / bare joblib:             "
+              f"{med['Runner processes'] / med['bare joblib']:.3f}  (target <= 1.10)")
+        print(f"   ratio Runner loky / bare joblib:                  "
+              f"{med['Runner loky'] / med['bare joblib']:.3f}  (target <= 1.10)")
+
+    n = args.calls * 50
+    quick = grid(i=range(n), ms=0.0)
+
+    def with_memlist() -> None:
+        records.clear()
+        runner("processes", logged)(quick, jobs)
+        assert len(records) == n, f"{len(records)} of {n} records came back"
+
+    med2 = measure({"records dropped in the worker": lambda: runner("processes", dropped)(
+        quick, jobs), "records sent to memlist": with_memlist}, args.rounds)
+    sample = [dict(s, **task(**s)) for s in quick]
+    pick = []
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        pickle.loads(pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL))
+        pick.append(time.perf_counter() - t0)
+    extra = med2["records sent to memlist"] - med2["records dropped in the worker"]
+    pickling = statistics.median(pick)
+    print(f"2. {n} records returned to the parent's memlist from {jobs} worker processes")
+    print(f"   records dropped in the worker {med2['records dropped in the worker']:.3f} s, "
+          f"sent to the parent's memlist {med2['records sent to memlist']:.3f} s: "
+          f"extra {extra * 1e6 / n:.2f} us/record")
+    print(f"   pickle + unpickle of the same records: {pickling * 1e6 / n:.2f} us/record")
+    print(f"   ratio extra / pickling: {extra / pickling:.3f}  (target <= 1)")
+
+
+if __name__ == "__main__":
+    main()
