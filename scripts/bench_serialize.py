@@ -58,11 +58,12 @@ def main() -> None:
     rows = []
     for label, rec in (("numpy record", numpy_record), ("plain record", plain_record)):
         t = {
-            "memo dumps_line": median_us(lambda: dumps_line(rec), args.number, args.repeat),
-            "orjson (numpy opt)": median_us(lambda: orjson.dumps(rec, option=opts),
+            "memo dumps_line": median_us(lambda r=rec: dumps_line(r), args.number, args.repeat),
+            "orjson (numpy opt)": median_us(lambda r=rec: orjson.dumps(r, option=opts),
                                             args.number, args.repeat),
-            "msgspec + enc_hook": median_us(lambda: enc.encode(rec), args.number, args.repeat),
-            "stdlib json": median_us(lambda: json.dumps(rec, default=_enc_hook),
+            "msgspec + enc_hook": median_us(lambda r=rec: enc.encode(r), args.number,
+                                            args.repeat),
+            "stdlib json": median_us(lambda r=rec: json.dumps(r, default=_enc_hook),
                                      args.number // 5, args.repeat),
         }
         rows.append((label, t))
