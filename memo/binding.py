@@ -65,15 +65,18 @@ class Binder:
                 f"{func.__qualname__}() has no parameter(s) {sorted(unknown)} "
                 f"to {'include' if include is not None else 'exclude'}"
             )
-        self._keep: Callable[[str], bool]
+        first = self._pos[0] if self._drop_first else None
         if include is not None:
-            self._keep = chosen.__contains__
+            only = frozenset(chosen - {first})
+
+            def keep(name: str) -> bool:
+                return name in only
         else:
-            self._keep = lambda name, _c=frozenset(chosen): name not in _c
-        if self._drop_first:
-            first = self._pos[0]
-            keep = self._keep
-            self._keep = lambda name: name != first and keep(name)
+            hidden = frozenset(chosen | {first} if first else chosen)
+
+            def keep(name: str) -> bool:
+                return name not in hidden
+        self._keep: Callable[[str], bool] = keep
 
     @property
     def has_varkw(self) -> bool:

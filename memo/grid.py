@@ -69,6 +69,13 @@ def grid(
     return settings
 
 
+def _chooser(choices: list[Any]) -> Callable[[random.Random], Any]:
+    def choose(rng: random.Random) -> Any:
+        return rng.choice(choices)
+
+    return choose
+
+
 def random_grid(
     params: Mapping[str, Any] | None = None,
     /,
@@ -92,6 +99,5 @@ def random_grid(
         if callable(values) and not isinstance(values, type):
             draws[name] = values
         else:
-            choices = _axis(name, values)
-            draws[name] = lambda r, c=choices: r.choice(c)
+            draws[name] = _chooser(_axis(name, values))
     return [{name: draw(rng) for name, draw in draws.items()} for _ in range(n)]

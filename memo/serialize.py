@@ -71,6 +71,7 @@ _TAGS = ("$float", "$complex", "$bytes")
 NONFINITE_KEY = "$nonfinite"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
+_np: Any
 try:  # numpy is optional: every numpy branch is behind this flag
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised in environments without numpy
