@@ -25,7 +25,7 @@ class Binder:
 
     __slots__ = (
         "func", "signature", "_pos", "_kwonly", "_varpos", "_varkw", "_defaults",
-        "_keep", "_drop_first", "_names",
+        "_keep", "_drop_first", "_names", "_include",
     )
 
     def __init__(
@@ -56,6 +56,7 @@ class Binder:
             raise ValueError("pass include= or exclude=, not both")
         if isinstance(include, str) or isinstance(exclude, str):
             raise TypeError("include= and exclude= take a list of argument names, not a string")
+        self._include = list(include) if include is not None else None
         known = self._names | ({self._varpos} if self._varpos else set())
         chosen = set(include if include is not None else exclude or ())
         unknown = chosen - known
@@ -64,20 +65,41 @@ class Binder:
                 f"{func.__qualname__}() has no parameter(s) {sorted(unknown)} "
                 f"to {'include' if include is not None else 'exclude'}"
             )
-        self._keep: Callable[[str], bool]
+        first = self._pos[0] if self._drop_first else None
         if include is not None:
-            self._keep = chosen.__contains__
+            only = frozenset(chosen - {first})
+
+            def keep(name: str) -> bool:
+                return name in only
         else:
-            self._keep = lambda name, _c=frozenset(chosen): name not in _c
-        if self._drop_first:
-            first = self._pos[0]
-            keep = self._keep
-            self._keep = lambda name: name != first and keep(name)
+            hidden = frozenset(chosen | {first} if first else chosen)
+
+            def keep(name: str) -> bool:
+                return name not in hidden
+        self._keep: Callable[[str], bool] = keep
 
     @property
     def has_varkw(self) -> bool:
         """Whether the function takes ``**kwargs`` (their names vary per call)."""
         return self._varkw is not None
+
+    def identity(self) -> tuple[list[str], list[str]]:
+        """The record keys that identify a call, and those of them a call may lack.
+
+        Raises ValueError for a function with ``**kwargs`` and no ``include=``:
+        in a stored record, extra keyword arguments look like outputs.
+        """
+        names = self.names
+        if self._varkw is None:
+            return names, []
+        if self._include is None:
+            raise ValueError(
+                f"skip=True on {self.func.__qualname__}(), which takes **{self._varkw}, needs "
+                "include=[...] naming the arguments that identify a call: in a stored record "
+                "memo cannot tell extra keyword arguments from outputs"
+            )
+        extra = [n for n in self._include if n not in names]
+        return names + extra, extra
 
     @property
     def names(self) -> list[str]:

@@ -62,8 +62,10 @@ def recorder(
             )
         binder = Binder(func, include, exclude)
         name = getattr(func, "__qualname__", repr(func))
-        index = SkipIndex(binder.names, varkw=binder.has_varkw, retry_failed=retry_failed) \
-            if skip else None
+        index = None
+        if skip:
+            names, optional = binder.identity()
+            index = SkipIndex(names, optional=optional, retry_failed=retry_failed)
         bind, write = binder.bind, sink.write
 
         @functools.wraps(func)

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
 import orjson
 
 from . import serialize
@@ -43,20 +44,36 @@ def _canon(v: Any) -> Any:
     return _canon(orjson.loads(serialize.dumps(v)))
 
 
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+_ABSENT = {"$absent": True}  # an argument the call did not pass (only with **kwargs)
+
+
 def canonical_key(values: Iterable[Any]) -> bytes:
     """The identity of a sequence of argument values, as bytes."""
-    return orjson.dumps([_canon(v) for v in values], option=orjson.OPT_SORT_KEYS)
+    canon = [_canon(v) for v in values]
+    try:
+        return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers above 64 bits
+        return _sorted_encoder.encode(canon)
 
 
 class SkipIndex:
-    """Maps argument keys to the newest successful record a sink holds for them."""
+    """Maps argument keys to the newest successful record a sink holds for them.
 
-    def __init__(self, names: list[str], *, varkw: bool = False, retry_failed: bool = True):
+    ``names`` are the record keys that identify a call: the declared parameters
+    kept in the record, plus, for a function with ``**kwargs``, the extra names
+    listed in ``include=`` (a stored record cannot tell other extra keyword
+    arguments from outputs). A name may be missing from a record or a call only
+    when ``optional`` says so.
+    """
+
+    def __init__(self, names: list[str], *, optional: Iterable[str] = (),
+                 retry_failed: bool = True) -> None:
         self.names = names
-        self.varkw = varkw
+        self.optional = frozenset(optional)
         self.retry_failed = retry_failed
         self.lock = threading.Lock()
-        self._by_key: dict[bytes, list[Mapping[str, Any]]] = {}
+        self._by_key: dict[bytes, Mapping[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -64,29 +81,23 @@ class SkipIndex:
     def clear(self) -> None:
         self._by_key.clear()
 
+    def _key(self, mapping: Mapping[str, Any]) -> bytes:
+        if self.optional:
+            return canonical_key(
+                mapping.get(n, _ABSENT) if n in self.optional else mapping[n] for n in self.names
+            )
+        return canonical_key([mapping[n] for n in self.names])
+
     def add(self, record: Mapping[str, Any]) -> None:
         """Index one record found in the sink (records of other functions are ignored)."""
         if self.retry_failed and record.get("status") == "error":
             return
         try:
-            key = canonical_key([record[n] for n in self.names])
+            key = self._key(record)
         except KeyError:
             return
-        if self.varkw:
-            self._by_key.setdefault(key, []).append(record)
-        else:
-            self._by_key[key] = [record]
+        self._by_key[key] = record
 
     def lookup(self, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The stored record for the call whose bound arguments are ``params``, if any."""
-        found = self._by_key.get(canonical_key([params[n] for n in self.names]))
-        if not found:
-            return None
-        if not self.varkw:
-            return found[0]
-        extra = [k for k in params if k not in self.names]
-        want = canonical_key([params[k] for k in extra])
-        for record in reversed(found):
-            if all(k in record for k in extra) and canonical_key(record[k] for k in extra) == want:
-                return record
-        return None
+        return self._by_key.get(self._key(params))

@@ -16,7 +16,7 @@ Python value                           JSON
 =====================================  ===========================================
 ``None``, ``bool``, ``str``, ``int``   as is (integers of any size)
 ``float``, numpy floats                shortest repr: ``np.float32(0.1)`` -> ``0.1``
-``nan``, ``inf``, ``-inf``             ``{"$float": "nan" | "inf" | "-inf"}``
+``nan``, ``inf``, ``-inf``             ``null``, listed in the record's ``$nonfinite``
 ``complex``, numpy complex             ``{"$complex": [real, imag]}``
 ``bytes``, ``bytearray``, memoryview   ``{"$bytes": "<base64>"}``
 numpy ints, bools                      numbers, ``true``/``false``
@@ -33,10 +33,16 @@ dataclasses, msgspec Structs           objects
 dict keys that are not strings         strings (``1`` -> ``"1"``)
 =====================================  ===========================================
 
-The three ``$`` tags are restored by :func:`loads` (and so by ``memo.load``):
-an object whose only key is ``$float``, ``$complex`` or ``$bytes`` is read as
-the tagged value. Anything else raises :class:`SerializationError` naming the
-key path and the type, unless a ``fallback`` callable (``repr``, ``str``) is given.
+Non-finite floats are written as ``null`` where they stand, so every column
+keeps its type for pandas, polars and jq, and the record gains one key,
+``"$nonfinite"``, mapping RFC 6901 JSON Pointers to ``"nan"``, ``"inf"`` or
+``"-inf"``: ``{"loss": null, "$nonfinite": {"/loss": "inf"}}``. :func:`loads`
+(and so ``memo.load``) puts the exact values back and drops the key. Outside a
+record (a bare value) they are written as ``{"$float": "inf"}``. The ``$complex``
+and ``$bytes`` tags are restored too: an object whose only key is one of them.
+A record may not use the key ``$nonfinite`` itself. A value no rule covers raises
+:class:`SerializationError` naming the key path and the type, unless a
+``fallback`` callable (``repr``, ``str``) is given.
 """
 
 from __future__ import annotations
@@ -55,15 +61,17 @@ from typing import Any
 import msgspec
 import orjson
 
-__all__ = ["SerializationError", "dumps", "dumps_line", "loads", "restore"]
+__all__ = ["NONFINITE_KEY", "SerializationError", "dumps", "dumps_line", "loads", "restore"]
 
 Fallback = Callable[[Any], Any] | None
 
-_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
 _TAGS = ("$float", "$complex", "$bytes")
+NONFINITE_KEY = "$nonfinite"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
+_np: Any
 try:  # numpy is optional: every numpy branch is behind this flag
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised in environments without numpy
@@ -103,6 +111,8 @@ def _convert(obj: Any) -> Any:
     """One step towards JSON for a value orjson has no rule for; TypeError if none."""
     if _np is not None:
         if isinstance(obj, _np.ndarray):
+            if obj.ndim == 0:
+                return obj[()]
             if obj.dtype.kind in "biuf" and obj.dtype.itemsize <= 8 or obj.dtype.kind == "M":
                 return _np.ascontiguousarray(obj)  # strided views: orjson takes the copy
             return obj.tolist() if obj.dtype.kind != "f" else [_convert(x) for x in obj]
@@ -149,75 +159,105 @@ def _default(obj: Any) -> Any:
     return _convert(obj)
 
 
-def _key(k: Any, path: str, fallback: Fallback) -> str:
-    if isinstance(k, str):
-        return k
-    if isinstance(k, bool) or k is None:
-        return orjson.dumps(k).decode()
-    if isinstance(k, (int, float)) and not isinstance(k, enum.Enum):
-        return str(_normalize(k, path, fallback)) if not isinstance(k, int) else str(int(k))
-    norm = _normalize(k, path, fallback)
-    if isinstance(norm, (str, int, float)):
-        return str(norm)
-    raise SerializationError(path + " (a dict key)", k)
+class _Walk:
+    """The exact slow path: plain builtins out, non-finite floats collected or tagged."""
+
+    __slots__ = ("fallback", "nonfinite")
+
+    def __init__(self, fallback: Fallback, nonfinite: dict[str, str] | None) -> None:
+        self.fallback = fallback
+        self.nonfinite = nonfinite  # JSON Pointer -> "nan"|"inf"|"-inf"; None: use $float tags
+
+    def key(self, k: Any, path: tuple[Any, ...]) -> str:
+        if isinstance(k, str):
+            return str.__str__(k)
+        if isinstance(k, bool) or k is None:
+            return orjson.dumps(k).decode()
+        norm = self.value(k, path + (k,))
+        if isinstance(norm, (str, int, float)) and not isinstance(norm, bool):
+            return str(norm)
+        raise SerializationError(_where(path) + " (a dict key)", k)
+
+    def value(self, obj: Any, path: tuple[Any, ...]) -> Any:
+        t = type(obj)
+        if obj is None or t is str or t is bool or t is int:
+            return obj
+        if t is float:
+            if math.isfinite(obj):
+                return obj
+            if self.nonfinite is None:
+                return _float_tag(obj)
+            self.nonfinite[_pointer(path)] = _float_tag(obj)["$float"]
+            return None
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                name = self.key(k, path)
+                out[name] = self.value(v, path + (name,))
+            return out
+        if t is list or t is tuple:
+            return [self.value(v, path + (i,)) for i, v in enumerate(obj)]
+        if isinstance(obj, enum.Enum):
+            return self.value(obj.value, path)
+        if isinstance(obj, str):  # subclasses of the builtins
+            return str.__str__(obj)
+        if isinstance(obj, int):
+            return int(obj)
+        if isinstance(obj, float):
+            return self.value(float(obj), path)
+        if isinstance(obj, (_dt.datetime, _dt.date, _dt.time, uuid.UUID)):
+            return orjson.loads(orjson.dumps(obj))
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {f.name: self.value(getattr(obj, f.name), path + (f.name,))
+                    for f in dataclasses.fields(obj)}
+        if _np is not None and isinstance(obj, (_np.ndarray, _np.datetime64)):
+            if obj.dtype.kind == "M":
+                return orjson.loads(orjson.dumps(obj, option=_OPTS))
+            if obj.ndim == 0:
+                return self.value(obj[()], path)
+            return [self.value(v, path + (i,)) for i, v in enumerate(obj)]
+        try:
+            converted = _convert(obj)
+        except TypeError:
+            if self.fallback is None:
+                raise SerializationError(_where(path), obj) from None
+            converted = self.fallback(obj)
+        return self.value(converted, path)
 
 
-def _normalize(obj: Any, path: str, fallback: Fallback) -> Any:
-    """Turn ``obj`` into plain builtins with the ``$`` tags, exactly; the slow path."""
-    t = type(obj)
-    if obj is None or t is str or t is bool or t is int:
-        return obj
-    if t is float:
-        return obj if math.isfinite(obj) else _float_tag(obj)
-    if isinstance(obj, dict):
-        return {
-            _key(k, f"{path}[{k!r}]", fallback): _normalize(v, f"{path}[{k!r}]", fallback)
-            for k, v in obj.items()
-        }
-    if t is list or t is tuple:
-        return [_normalize(v, f"{path}[{i}]", fallback) for i, v in enumerate(obj)]
-    if isinstance(obj, enum.Enum):
-        return _normalize(obj.value, path, fallback)
-    if isinstance(obj, str):  # subclasses of the builtins (IntEnum was handled above)
-        return str.__str__(obj)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return _normalize(float(obj), path, fallback)
-    if isinstance(obj, (_dt.datetime, _dt.date, _dt.time, uuid.UUID)):
-        return orjson.loads(orjson.dumps(obj))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: _normalize(getattr(obj, f.name), f"{path}.{f.name}", fallback)
-            for f in dataclasses.fields(obj)
-        }
-    if _np is not None and isinstance(obj, _np.ndarray):
-        if obj.dtype.kind == "M":
-            return orjson.loads(orjson.dumps(_np.ascontiguousarray(obj), option=_OPTS))
-        return [_normalize(v, f"{path}[{i}]", fallback) for i, v in enumerate(obj)]
-    if _np is not None and isinstance(obj, _np.datetime64):
-        return orjson.loads(orjson.dumps(obj, option=_OPTS))
-    try:
-        converted = _convert(obj)
-    except TypeError:
-        if fallback is None:
-            raise SerializationError(path or "(the record)", obj) from None
-        converted = fallback(obj)
-    if isinstance(converted, dict) and len(converted) == 1 and next(iter(converted)) in _TAGS:
-        return converted if next(iter(converted)) != "$complex" else {
-            "$complex": [_normalize(v, path, fallback) for v in converted["$complex"]]
-        }
-    return _normalize(converted, path, fallback)
+def _where(path: tuple[Any, ...]) -> str:
+    """A key path as Python subscripts, for error messages: ``['a'][1]``."""
+    return "".join(f"[{k!r}]" for k in path) or "(the top level)"
+
+
+def _pointer(path: tuple[Any, ...]) -> str:
+    """A key path as an RFC 6901 JSON Pointer: ``/a/1``."""
+    return "".join("/" + str(k).replace("~", "~0").replace("/", "~1") for k in path)
+
+
+def _exact(obj: Any, fallback: Fallback) -> bytes:
+    """The slow path: exact encoding, non-finite floats listed under ``$nonfinite``."""
+    if not isinstance(obj, dict):
+        return msgspec.json.encode(_Walk(fallback, None).value(obj, ()))
+    if NONFINITE_KEY in obj:
+        raise SerializationError(f"[{NONFINITE_KEY!r}] (a key memo reserves)", obj[NONFINITE_KEY])
+    walk = _Walk(fallback, {})
+    out = walk.value(obj, ())
+    if walk.nonfinite:
+        out[NONFINITE_KEY] = walk.nonfinite
+    return msgspec.json.encode(out)
 
 
 def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
-    """``obj`` as one line of strict JSON, ending in ``\\n``: the unit every file sink appends."""
+    """``obj`` as one line of strict JSON, ending in ``\n``: the unit every file sink appends."""
     try:
         out = orjson.dumps(obj, default=_default, option=_LINE_OPTS)
-    except TypeError:
-        return msgspec.json.encode(_normalize(obj, "", fallback)) + b"\n"
-    if b"null" in out:  # orjson writes nan/inf as null: take the exact path to find out
-        return msgspec.json.encode(_normalize(obj, "", fallback)) + b"\n"
+    except TypeError:  # big ints, non-string keys, unknown types: the exact path knows
+        return _exact(obj, fallback) + b"\n"
+    # orjson writes nan/inf as null: only then is the exact path needed (bytes.find is
+    # a C loop; a Python walk over the values would cost more than the encoding)
+    if out.find(b"null") != -1 or (type(obj) is dict and NONFINITE_KEY in obj):
+        return _exact(obj, fallback) + b"\n"
     return out
 
 
@@ -226,15 +266,14 @@ def dumps(obj: Any, fallback: Fallback = None) -> bytes:
     return dumps_line(obj, fallback)[:-1]
 
 
-def restore(obj: Any) -> Any:
-    """Undo the ``$`` tags in an already decoded JSON value."""
+def _untag(obj: Any) -> Any:
     if isinstance(obj, dict):
         if len(obj) == 1:
             (k, v), = obj.items()
             if k == "$float" and v in _NONFINITE:
                 return _NONFINITE[v]
             if k == "$complex" and isinstance(v, list) and len(v) == 2:
-                re_, im = (restore(x) for x in v)
+                re_, im = (_untag(x) for x in v)
                 if isinstance(re_, (int, float)) and isinstance(im, (int, float)):
                     return complex(re_, im)
             if k == "$bytes" and isinstance(v, str):
@@ -242,15 +281,40 @@ def restore(obj: Any) -> Any:
                     return base64.b64decode(v, validate=True)
                 except ValueError:
                     pass
-        return {k: restore(v) for k, v in obj.items()}
+        return {k: _untag(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [restore(v) for v in obj]
+        return [_untag(v) for v in obj]
     return obj
 
 
+def _put(obj: Any, pointer: str, value: float) -> None:
+    """Set the ``null`` at ``pointer`` (RFC 6901) back to ``value``; ignore bad pointers."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    if not parts:
+        return
+    try:
+        for part in parts[:-1]:
+            obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+        last: Any = int(parts[-1]) if isinstance(obj, list) else parts[-1]
+        if obj[last] is None:
+            obj[last] = value
+    except (KeyError, IndexError, ValueError, TypeError):
+        pass
+
+
+def restore(obj: Any) -> Any:
+    """Undo the ``$`` encodings in an already decoded JSON value."""
+    if isinstance(obj, dict) and isinstance(obj.get(NONFINITE_KEY), dict):
+        obj = dict(obj)
+        for pointer, name in obj.pop(NONFINITE_KEY).items():
+            if name in _NONFINITE and isinstance(pointer, str):
+                _put(obj, pointer, _NONFINITE[name])
+    return _untag(obj)
+
+
 def loads(data: bytes | str) -> Any:
-    """Decode one JSON document written by :func:`dumps` (tags restored)."""
+    """Decode one JSON document written by :func:`dumps` (``$`` encodings restored)."""
     obj = orjson.loads(data)
-    if (b'"$' in data) if isinstance(data, (bytes, bytearray)) else ('"$' in data):
+    if (b'"$' in data) if isinstance(data, (bytes, bytearray, memoryview)) else ('"$' in data):
         return restore(obj)
     return obj

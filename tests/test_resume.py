@@ -1,0 +1,132 @@
+import math
+
+import numpy as np
+import pytest
+
+import memo
+from memo.resume import SkipIndex, canonical_key
+from memo.serialize import dumps, loads
+
+
+@pytest.mark.parametrize("a, b", [
+    (1, 1.0), (np.int64(3), 3), (np.float32(0.1), 0.1), ((1, 2), [1, 2]),
+    (np.array([1, 2]), [1, 2]), (math.nan, float("nan")), ({"b": 1, "a": 2}, {"a": 2, "b": 1}),
+    (np.float64(2.0), 2),
+])
+def test_same_arguments_same_key(a, b):
+    assert canonical_key([a]) == canonical_key([b])
+
+
+@pytest.mark.parametrize("a, b", [(True, 1), ("1", 1), (0.1, 0.2), (None, 0), ([1], 1)])
+def test_different_arguments_different_key(a, b):
+    assert canonical_key([a]) != canonical_key([b])
+
+
+@pytest.mark.parametrize("value", [1, 0.25, np.float32(0.1), math.inf, 2**80, "s", [1, (2, 3)],
+                                   {"k": np.int8(1)}, b"raw", 1 + 2j])
+def test_key_survives_a_trip_through_a_file(value):
+    line = dumps({"x": value})
+    assert canonical_key([loads(line)["x"]]) == canonical_key([value])
+
+
+def test_memlist_skip_does_not_run_the_function_again():
+    data, calls = [], []
+
+    @memo.memlist(data=data, skip=True)
+    def f(a, b=1):
+        calls.append((a, b))
+        return {"y": a + b}
+
+    assert f(1) == {"y": 2}
+    assert f(1.0, b=1) == {"y": 2}  # same arguments: stored result, body not run
+    assert f(2) == {"y": 3}
+    assert calls == [(1, 1), (2, 1)]
+    assert len(data) == 2
+
+
+def test_skip_sees_records_added_by_others_and_a_cut_list():
+    data, calls = [{"a": 5, "b": 1, "y": 99}], []
+
+    @memo.memlist(data=data, skip=True)
+    def f(a, b=1):
+        calls.append(a)
+        return {"y": a + b}
+
+    assert f(5) == {"y": 99}
+    data.append({"a": 6, "b": 1, "y": 100})
+    assert f(6) == {"y": 100}
+    data.clear()
+    assert f(5) == {"y": 6}
+    assert calls == [5]
+
+
+@pytest.mark.parametrize("retry, expected_calls", [(True, 2), (False, 1)])
+def test_failed_records_are_retried_unless_asked_not_to(retry, expected_calls):
+    data, calls = [], []
+
+    @memo.memlist(data=data, skip=True, retry_failed=retry)
+    @memo.ignore_error
+    def f(a):
+        calls.append(a)
+        if len(calls) == 1:
+            raise RuntimeError("flaky")
+        return {"y": a}
+
+    f(1)
+    f(1)
+    assert len(calls) == expected_calls
+
+
+def test_var_keyword_arguments_need_include_to_skip():
+    def g(a, **kw):
+        return {}
+
+    with pytest.raises(ValueError, match=r"include=\[\.\.\.\]"):
+        memo.memlist(data=[], skip=True)(g)
+
+
+def test_var_keyword_arguments_take_part_in_the_key():
+    data, calls = [], []
+
+    @memo.memlist(data=data, skip=True, include=["a", "opt"])
+    def f(a, **kw):
+        calls.append(kw)
+        return {"y": a}
+
+    f(1, opt=1)
+    f(1, opt=1)
+    f(1, opt=2)
+    f(1)
+    assert calls == [{"opt": 1}, {"opt": 2}, {}]
+
+
+def test_excluded_arguments_do_not_distinguish_calls():
+    data, calls = [], []
+
+    @memo.memlist(data=data, skip=True, exclude=["verbose"])
+    def f(a, verbose=False):
+        calls.append(a)
+        return {"y": a}
+
+    f(1)
+    f(1, verbose=True)
+    assert calls == [1]
+
+
+def test_index_ignores_records_of_other_functions():
+    index = SkipIndex(["a", "b"], optional=["b"])
+    index.add({"a": 7, "out": 0})
+    assert index.lookup({"a": 7})["out"] == 0 and index.lookup({"a": 7, "b": 1}) is None
+    index.add({"x": 1, "y": 2})
+    index.add({"a": 1, "b": 2, "out": 3})
+    assert len(index) == 2
+    assert index.lookup({"a": 1.0, "b": 2})["out"] == 3
+    assert index.lookup({"a": 2, "b": 2}) is None
+
+
+def test_skip_on_a_sink_that_cannot_resume_is_refused():
+    from memo.pipeline import recorder
+    from memo.sinks.func import CallbackSink
+
+    with pytest.raises(TypeError, match="skip=True is not supported"):
+        recorder(CallbackSink(print), skip=True)
