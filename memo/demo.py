@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import random
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from typing import Any
 
 from .grid import grid
 from .load import load
+from .runner import Runner
 from .sinks.file import memfile
 from .timing import capture_time
 
@@ -24,18 +24,6 @@ def birthday_experiment(class_size: int, n_sim: int, seed: int = 0) -> dict[str,
         len({rng.randint(1, 365) for _ in range(class_size)}) != class_size for _ in range(n_sim)
     )
     return {"est_proba": shared / n_sim}
-
-
-_task: Any = None
-
-
-def _init(path: str) -> None:
-    global _task
-    _task = memfile(path, skip=True)(capture_time(birthday_experiment, time_start=False))
-
-
-def _run(settings: dict[str, Any]) -> dict[str, Any]:
-    return _task(**settings)
 
 
 def format_table(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -56,8 +44,10 @@ def main(out: str = "results.jsonl", jobs: int | None = None, fresh: bool = Fals
     if fresh and os.path.exists(out):
         os.remove(out)
     settings = grid(class_size=range(5, 60, 5), n_sim=[1000, 10000])
-    with multiprocessing.Pool(jobs, initializer=_init, initargs=(out,)) as pool:
-        pool.map(_run, settings)
+    experiment = memfile(out, skip=True)(capture_time(birthday_experiment, time_start=False))
+    # worker processes forked from this one each append their records to `out`;
+    # a progress bar shows on a terminal when tqdm is installed (memo[progress])
+    Runner(backend="processes", n_jobs=jobs).run(experiment, settings)
     records = sorted(load(out), key=lambda r: (r["n_sim"], r["class_size"]))
     print(format_table(records, ["class_size", "n_sim", "est_proba", "time_taken"]))
     print(f"\n{len(records)} records in {out}")

@@ -312,9 +312,15 @@ class _Progress:
                 raise ImportError("the progress bar needs tqdm: pip install 'memo[progress]', "
                                   "or pass progbar=False") from None
             return
+        try:  # a terminal that reports no size (some ptys) gets 80x24, not a hidden bar
+            width, height = os.get_terminal_size(sys.stderr.fileno())
+        except (OSError, ValueError, AttributeError):
+            width = height = 0
+        size: dict[str, Any] = {"dynamic_ncols": True} if width and height \
+            else {"ncols": 80, "nrows": 24}
         # disable=None: tqdm turns itself off when stderr is not a terminal
         self.bar = tqdm(total=total, desc=desc, unit="call", disable=None, file=sys.stderr,
-                        dynamic_ncols=True, smoothing=0.1)
+                        smoothing=0.1, **size)
 
     def advance(self, n: int, failed: int) -> None:
         if self.bar is not None:

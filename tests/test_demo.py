@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from memo import load
+from memo.demo import format_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _demo(tmp_path, *args):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "memo", "demo", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_demo_runs_in_parallel_and_prints_the_table(tmp_path):
+    out = _demo(tmp_path, "--jobs", "2")
+    lines = out.splitlines()
+    assert lines[0].split() == ["class_size", "n_sim", "est_proba", "time_taken"]
+    rows = [line.split() for line in lines[2:] if line.strip() and "records" not in line]
+    assert len(rows) == 22
+    assert out.rstrip().endswith("22 records in results.jsonl")
+    records = load(tmp_path / "results.jsonl", errors="raise")
+    assert sorted((r["class_size"], r["n_sim"]) for r in records) == sorted(
+        (c, n) for c in range(5, 60, 5) for n in (1000, 10000))
+    by_size = {r["class_size"]: r["est_proba"] for r in records if r["n_sim"] == 10000}
+    assert by_size[5] < 0.1 < 0.4 < by_size[25] < 0.7 < by_size[55]  # the birthday paradox
+
+
+def test_demo_resumes_and_starts_fresh(tmp_path):
+    _demo(tmp_path, "--out", "r.jsonl")
+    before = (tmp_path / "r.jsonl").read_bytes()
+    _demo(tmp_path, "--out", "r.jsonl")  # everything is in the file: nothing runs again
+    assert (tmp_path / "r.jsonl").read_bytes() == before
+    _demo(tmp_path, "--out", "r.jsonl", "--fresh")
+    assert len(load(tmp_path / "r.jsonl")) == 22
+
+
+def test_format_table_aligns_columns():
+    table = format_table([{"a": 1, "b": 0.5}, {"a": 100, "b": 2.25}], ["a", "b"])
+    assert table.splitlines() == ["  a       b", "---  ------", "  1  0.5000", "100  2.2500"]
+
+
+def test_demo_needs_only_the_runtime_dependencies(tmp_path):
+    # importing tqdm, joblib or submitit fails in this process, as on a bare install
+    code = ("import sys\n"
+            "for name in ('tqdm', 'joblib', 'submitit', 'cloudpickle', 'numpy'):\n"
+            "    sys.modules[name] = None\n"
+            "from memo.cli import main\n"
+            "sys.exit(main(['demo', '--jobs', '2', '--out', 'bare.jsonl']))\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "22 records in bare.jsonl" in done.stdout

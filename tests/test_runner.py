@@ -1,0 +1,392 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from memo import (
+    RunError,
+    Runner,
+    grid,
+    ignore_error,
+    load,
+    memfile,
+    memfunc,
+    memlist,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PROCESS_BACKENDS = ["processes", "multiprocessing", "loky"]
+ALL_BACKENDS = ["serial", "threads", *PROCESS_BACKENDS]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _keys(records, names=("a", "b")):
+    return Counter(tuple(r[n] for n in names) for r in records)
+
+
+@pytest.fixture
+def module(tmp_path, monkeypatch):
+    """Import a module written to ``tmp_path``: loky and spawned workers import it by name."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(name: str, source: str):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        return importlib.import_module(name)
+
+    return make
+
+
+@pytest.fixture
+def sweep(tmp_path, module):
+    name = f"sweep_{tmp_path.name.replace('-', '_')}"
+    return module(name, f"""
+        import os
+        from memo import memfile, memlist
+
+        data = []
+
+        @memlist(data=data)
+        @memfile({str(tmp_path / "out.jsonl")!r})
+        def f(a, b):
+            if (a, b) == (3, 1):
+                raise ValueError("a=3, b=1 is cursed")
+            return {{"s": a + b, "pid": os.getpid()}}
+    """)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_every_record_reaches_every_sink_once(backend, sweep, tmp_path):
+    settings = grid(a=range(20), b=range(5))
+    report = Runner(backend, n_jobs=2).run(sweep.f, settings, errors="return", quiet=True)
+    assert (report.total, report.done, report.failed) == (100, 100, 1)
+    want = _keys(settings) - Counter({(3, 1): 1})
+    assert _keys(sweep.data) == want  # the parent's list, whatever process ran the call
+    assert _keys(load(tmp_path / "out.jsonl", errors="raise")) == want
+    pids = {r["pid"] for r in sweep.data}
+    if backend in PROCESS_BACKENDS:
+        assert os.getpid() not in pids
+    else:
+        assert pids == {os.getpid()}
+
+
+@pytest.mark.parametrize("backend", ["processes", "loky"])
+def test_process_backends_run_calls_at_the_same_time(backend, tmp_path, module):
+    # each call waits until the other worker has reached the barrier too: this only
+    # passes when two calls really run at once, in two different processes
+    mod = module(f"barrier_{backend}_{tmp_path.name.replace('-', '_')}", f"""
+        import os
+        from multiprocessing import Barrier
+        from memo import memlist
+
+        data = []
+
+        def meet(i, folder={str(tmp_path)!r}):
+            mine = os.path.join(folder, f"arrived-{{i}}-{{os.getpid()}}")
+            open(mine, "w").close()
+            import time
+            for _ in range(400):  # the other call must arrive while this one waits
+                others = [n for n in os.listdir(folder) if n.startswith("arrived-")
+                          and n.split("-")[2] != str(os.getpid())]
+                if others:
+                    return {{"pid": os.getpid(), "met": True}}
+                time.sleep(0.025)
+            return {{"pid": os.getpid(), "met": False}}
+
+        logged = memlist(data=data)(meet)
+    """)
+    report = Runner(backend, n_jobs=2, chunksize=1).run(mod.logged, grid(i=[0, 1]))
+    assert report.ok
+    assert len({r["pid"] for r in mod.data}) == 2
+    assert all(r["met"] for r in mod.data)
+
+
+def test_threads_run_calls_at_the_same_time():
+    barrier = threading.Barrier(3, timeout=20)
+    data = []
+
+    @memlist(data=data)
+    def meet(i):
+        barrier.wait()
+        return {"thread": threading.get_ident()}
+
+    Runner("threads", n_jobs=3, chunksize=1).run(meet, grid(i=range(3)))
+    assert len({r["thread"] for r in data}) == 3
+
+
+def test_callback_runs_in_the_parent():
+    seen = []
+    parent = os.getpid()
+
+    @memfunc(callback=lambda r: seen.append((os.getpid(), r["x"], r["pid"])))
+    def f(x):
+        return {"pid": os.getpid()}
+
+    Runner("processes", n_jobs=2).run(f, grid(x=range(30)))
+    assert sorted(x for _, x, _ in seen) == list(range(30))
+    assert {p for p, _, _ in seen} == {parent}
+    assert parent not in {worker for _, _, worker in seen}
+
+
+def test_local_functions_work_with_forked_workers(tmp_path):
+    data = []
+    path = tmp_path / "local.jsonl"
+
+    @memlist(data=data)
+    @memfile(path)
+    def local(x):
+        return {"y": x * x}
+
+    Runner("processes", n_jobs=2).run(local, [{"x": i} for i in range(50)])
+    assert sorted(r["x"] for r in data) == list(range(50))
+    assert sorted(r["y"] for r in load(path)) == [i * i for i in range(50)]
+
+
+@pytest.mark.parametrize("backend", ["processes", "loky"])
+def test_skip_in_workers_sees_the_parents_list(backend, sweep, module):
+    sweep.data.extend({"a": a, "b": 0, "s": -1, "pid": 0} for a in range(5))
+    name = sweep.__name__
+    mod = module(name + "_skip", f"""
+        import os
+        from memo import memlist
+        from {name} import data
+
+        @memlist(data=data, skip=True)
+        def g(a, b):
+            return {{"s": a + b, "pid": os.getpid()}}
+    """)
+    Runner(backend, n_jobs=2).run(mod.g, grid(a=range(10), b=[0]))
+    assert [r["s"] for r in sweep.data[:5]] == [-1] * 5  # a=0..4 were not run again
+    assert sorted(r["s"] for r in sweep.data[5:]) == [5, 6, 7, 8, 9]
+    assert _keys(sweep.data) == _keys(grid(a=range(10), b=[0]))
+
+
+def test_failures_do_not_lose_other_records_and_raise_at_the_end(sweep):
+    with pytest.raises(RunError) as info:
+        Runner("processes", n_jobs=2).run(sweep.f, grid(a=range(10), b=range(3)))
+    report = info.value.report
+    assert (report.done, report.failed, report.succeeded) == (30, 1, 29)
+    assert len(sweep.data) == 29
+    failure = report.failures[0]
+    assert failure.settings == {"a": 3, "b": 1}
+    assert failure.error_type == "ValueError" and "cursed" in failure.message
+    assert "raise ValueError" in failure.traceback
+    assert "1 failed" in str(info.value) and "{'a': 3, 'b': 1}" in str(info.value)
+
+
+def test_ignore_error_records_count_as_failures(capsys):
+    data = []
+
+    @memlist(data=data)
+    @ignore_error
+    def f(x):
+        if x % 4 == 0:
+            raise KeyError(x)
+        return {"y": x}
+
+    report = Runner("processes", n_jobs=2).run(f, grid(x=range(12)))
+    assert len(data) == 12  # every call is recorded, the failures too
+    assert (report.failed, report.succeeded) == (3, 9)
+    assert sorted(f.settings["x"] for f in report.failures) == [0, 4, 8]
+    assert not any(f.raised for f in report.failures)
+    err = capsys.readouterr().err
+    assert "9 of 12 calls succeeded, 3 failed" in err and "KeyError" in err
+
+
+def test_a_dying_worker_fails_its_calls_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "died.jsonl"
+
+    @memfile(path)
+    def f(x):
+        if x == 7:
+            os._exit(3)
+        return {"y": x}
+
+    report = Runner("processes", n_jobs=2, chunksize=1).run(
+        f, grid(x=range(8)), errors="return", quiet=True)
+    assert report.done == 8
+    assert any(f.settings == {"x": 7} and f.error_type == "WorkerError"
+               for f in report.failures)
+    assert len(load(path)) == 8 - report.failed
+
+
+def test_results_in_settings_order():
+    def f(x):
+        return {"y": x * 10}
+
+    report = Runner("processes", n_jobs=2).run(f, grid(x=range(40)), return_results=True)
+    assert report.results == [{"y": x * 10} for x in range(40)]
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads", "processes"])
+def test_generators_of_unknown_length(backend):
+    data = []
+    f = memlist(data=data)(lambda x: {"y": x})
+    report = Runner(backend, n_jobs=2).run(f, ({"x": i} for i in range(25)))
+    assert report.total == 25 and report.ok
+    assert sorted(r["x"] for r in data) == list(range(25))
+
+
+@pytest.mark.parametrize("settings", [{"x": 1}, "x=1", 5, None])
+def test_settings_must_be_an_iterable_of_mappings(settings):
+    with pytest.raises(TypeError, match="iterable of mappings"):
+        Runner("serial").run(lambda x: {}, settings)
+
+
+def test_a_bad_item_is_a_type_error_before_anything_runs():
+    data = []
+    f = memlist(data=data)(lambda x: {"y": x})
+    with pytest.raises(TypeError, match="item 2 is int"):
+        Runner("processes").run(f, [{"x": 1}, {"x": 2}, 3])
+    assert data == []
+
+
+def test_a_bad_item_in_a_generator_stops_after_the_calls_before_it():
+    data = []
+    f = memlist(data=data)(lambda x: {"y": x})
+    with pytest.raises(TypeError, match="item 3 is tuple"):
+        Runner("threads", n_jobs=2).run(f, ({"x": i} if i != 3 else (i,) for i in range(6)))
+    assert sorted(r["x"] for r in data) == [0, 1, 2]
+
+
+def test_original_call_forms():
+    for backend in ("loky", "threading", "multiprocessing"):
+        data = []
+        f = memlist(data=data)(_square)
+        runner = Runner(backend=backend, n_jobs=-1)
+        report = runner.run(func=f, settings=grid(x=range(6)), progbar=True)
+        assert report.ok and len(data) == 6, backend
+
+
+def _square(x):
+    return {"y": x * x}
+
+
+@pytest.mark.parametrize("kwargs", [{"backend": "dask-ish"}, {"n_jobs": 0},
+                                    {"n_jobs": 1.5}, {"chunksize": 0}])
+def test_bad_runner_arguments(kwargs):
+    with pytest.raises(ValueError):
+        Runner(**kwargs)
+
+
+def test_n_jobs_like_joblib():
+    cores = len(os.sched_getaffinity(0))
+    assert Runner(n_jobs=-1).workers() == cores
+    assert Runner(n_jobs=-2).workers() == max(1, cores - 1)
+    assert Runner(n_jobs=3).workers() == 3
+    assert Runner("serial", n_jobs=4).workers() == 1
+
+
+def test_no_progress_bar_without_a_terminal(tmp_path):
+    script = tmp_path / "bar.py"
+    script.write_text(_BAR_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), "True"], env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "call/s" not in done.stderr and "%" not in done.stderr
+    assert "7 of 8 calls succeeded" in done.stderr  # the failure summary is still printed
+
+
+_BAR_SCRIPT = """
+import sys
+from memo import Runner, ignore_error, memlist
+
+data = []
+
+@memlist(data=data)
+@ignore_error
+def f(x):
+    if x == 5:
+        raise ValueError("five")
+    return {"y": x}
+
+progbar = {"True": True, "False": False, "None": None}[sys.argv[1]]
+gen = len(sys.argv) > 2
+settings = ({"x": i} for i in range(8)) if gen else [{"x": i} for i in range(8)]
+Runner("processes", n_jobs=2).run(f, settings, progbar=progbar)
+print(len(data))
+"""
+
+
+def _in_terminal(tmp_path, *args) -> str:
+    """Run the bar script with stderr on a pseudo-terminal; return what it showed."""
+    import pty
+    import select
+
+    script = tmp_path / "bar.py"
+    script.write_text(_BAR_SCRIPT)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(script), *args], env=_env(),
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the script ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out = proc.communicate(timeout=60)[0]
+    os.close(leader)
+    assert proc.returncode == 0 and out.strip() == "8"
+    return shown.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    pytest.importorskip("tqdm")
+    shown = _in_terminal(tmp_path, "None")
+    assert "8/8" in shown and "100%" in shown
+    assert "failed=1" in shown
+    assert "7 of 8 calls succeeded, 1 failed" in shown
+
+
+def test_progress_bar_of_a_generator_counts_without_total(tmp_path):
+    pytest.importorskip("tqdm")
+    shown = _in_terminal(tmp_path, "None", "generator")
+    assert "8call" in shown.replace(" ", "") and "/8" not in shown
+
+
+def test_progress_bar_off_when_asked(tmp_path):
+    shown = _in_terminal(tmp_path, "False")
+    assert "call/s" not in shown and "%" not in shown
+
+
+def test_pool_sweep_example(tmp_path):
+    for _ in range(2):  # the second run skips everything
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "pool_sweep.py")],
+                              cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("24 records from ")
+    records = load(tmp_path / "pool_sweep.jsonl", errors="raise")
+    assert _keys(records, ("n", "p")) == _keys(grid(n=[1, 2, 5, 10, 20, 50],
+                                                    p=[0.01, 0.05, 0.1, 0.5]), ("n", "p"))
+    assert len({r["worker"] for r in records}) > 1
+
+
+def test_start_method_spawn_pickles_the_function_by_reference(sweep, tmp_path):
+    if "spawn" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no spawn start method")
+    Runner("processes", n_jobs=2, start_method="spawn").run(
+        sweep.f, grid(a=range(4), b=[0]))
+    assert _keys(sweep.data) == _keys(grid(a=range(4), b=[0]))
+    assert os.getpid() not in {r["pid"] for r in sweep.data}
