@@ -487,8 +487,9 @@ class Runner:
             except ImportError:
                 raise ImportError("backend='loky' needs joblib: pip install 'memo[parallel]' "
                                   "(or use backend='processes')") from None
-            return LokyExecutor(max_workers=n, initializer=_init_worker,
-                                initargs=(func, _seeds(func), keep_results))
+            initargs = (func, _seeds(func), keep_results)
+            _check_picklable(initargs[:2], func, "loky")
+            return LokyExecutor(max_workers=n, initializer=_init_worker, initargs=initargs)
         return None  # serial
 
     def _run_local(self, func: Callable[..., Any], indexed: _Indexed,
@@ -529,7 +530,10 @@ class Runner:
         except BaseException:
             for fut in pending:
                 fut.cancel()
-            executor.shutdown(wait=False, cancel_futures=True)
+            if self.kind == "loky":
+                executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
+            else:
+                executor.shutdown(wait=False, cancel_futures=True)
             raise
         executor.shutdown(wait=True)
 
@@ -554,8 +558,10 @@ class Runner:
         tag = f"memo-{os.getpid()}-{time.time_ns()}"
         payload = os.path.join(folder, tag + ".pkl")
         progress_path = os.path.join(folder, tag + ".progress.jsonl")
+        data = (func, settings, _seeds(func), keep_results, progress_path)
+        _check_picklable(data, func, "slurm")
         with open(payload, "wb") as f:  # the function and settings are pickled once, not per task
-            cloudpickle.dump((func, settings, _seeds(func), keep_results, progress_path), f)
+            cloudpickle.dump(data, f)
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         executor.update_parameters(**{"timeout_min": 24 * 60, "name": tag, **self.slurm})
         jobs = executor.map_array(_slurm_task, [payload] * tasks, list(range(tasks)),
@@ -567,7 +573,8 @@ class Runner:
         seen: dict[int, tuple[str, str] | None] = {}  # index -> failure (type, message)
         collected: set[int] = set()
         failed = 0
-        absent: dict[int, int] = {}
+        absent: dict[int, float] = {}  # task -> when it was first seen gone from the queue
+        grace = max(5.0, 3 * self.poll_interval)  # time for a result file to show (NFS)
         try:
             while len(collected) < tasks:
                 for line in tail.read_new()[1]:
@@ -587,8 +594,8 @@ class Runner:
                             out = _dead_task(t, owners, seen, f"array task {t} failed: {exc}")
                         deliver(out, count=False)
                     elif queued is not None and t not in queued:
-                        absent[t] = absent.get(t, 0) + 1
-                        if absent[t] >= 3:  # gone from the queue, and no result file
+                        gone = absent.setdefault(t, time.monotonic())
+                        if time.monotonic() - gone >= grace:  # gone, and no result file
                             collected.add(t)
                             deliver(_dead_task(t, owners, seen, f"array task {t} of job "
                                                f"{array_id} ended without a result"),
@@ -607,6 +614,25 @@ class Runner:
                 os.remove(path)
             except OSError:
                 pass
+
+
+def _check_picklable(obj: Any, func: Callable[..., Any], backend: str) -> None:
+    """Fail early, naming the function, when it cannot travel to a fresh interpreter."""
+    try:
+        import cloudpickle
+    except ImportError:  # joblib carries its own copy
+        from joblib.externals import cloudpickle
+
+    try:
+        cloudpickle.dumps(obj)
+    except Exception as exc:
+        name = getattr(func, "__qualname__", repr(func))
+        raise TypeError(
+            f"backend={backend!r} sends {name}() to fresh Python processes with cloudpickle, "
+            f"and it cannot be pickled ({type(exc).__name__}: {exc}). Define it in a module "
+            "the workers can import (not in __main__ or a notebook), or use "
+            "backend='processes', whose forked workers inherit it"
+        ) from exc
 
 
 def _lost(batch: list[tuple[int, Mapping[str, Any]]], why: str) -> _BatchOut:

@@ -390,3 +390,15 @@ def test_start_method_spawn_pickles_the_function_by_reference(sweep, tmp_path):
         sweep.f, grid(a=range(4), b=[0]))
     assert _keys(sweep.data) == _keys(grid(a=range(4), b=[0]))
     assert os.getpid() not in {r["pid"] for r in sweep.data}
+
+
+def test_loky_names_a_function_it_cannot_send(tmp_path):
+    pytest.importorskip("joblib")
+
+    @memfile(tmp_path / "never.jsonl")
+    def local(x):
+        return {"y": x}
+
+    with pytest.raises(TypeError, match=r"local\(\) .*cannot be pickled.*backend='processes'"):
+        Runner("loky", n_jobs=2).run(local, grid(x=range(3)))
+    assert not (tmp_path / "never.jsonl").exists()

@@ -156,3 +156,30 @@ def test_submitit_backend_runs_one_array_and_returns_the_records(tmp_path, monke
     assert len({r["slurm_array_task_id"] for r in slurm_sweep.data}) == 4
     assert len({r["slurm_array_job_id"] for r in slurm_sweep.data}) == 1
     assert os.getpid() not in {r["worker"] for r in slurm_sweep.data}
+
+
+def test_submitit_task_that_dies_fails_only_its_own_calls(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    out = tmp_path / "dies.jsonl"
+    (tmp_path / "dying_sweep.py").write_text(textwrap.dedent(f"""
+        import os
+        from memo import memfile
+
+        @memfile({str(out)!r})
+        def f(x):
+            if x == 5:
+                os._exit(1)  # the whole task dies: no result comes back
+            return {{"y": x}}
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    import dying_sweep
+
+    # 3 tasks: task 2 runs x = 2, 5, 8 and dies at 5, after x = 2 was recorded
+    report = Runner("slurm", n_jobs=3, folder=tmp_path / "jobs", poll_interval=0.2).run(
+        dying_sweep.f, grid(x=range(9)), errors="return", quiet=True)
+    assert report.done == 9
+    assert sorted(f.settings["x"] for f in report.failures) == [5, 8]
+    assert all(f.error_type == "WorkerError" for f in report.failures)
+    assert sorted(r["x"] for r in load(out)) == [0, 1, 2, 3, 4, 6, 7]
