@@ -181,6 +181,11 @@ class _Capture:
         for (pos, sink), mark in zip(self.lists, self._marks):
             if len(sink.data) > mark:
                 out.append((pos, sink.data[mark:]))
+                # the parent's list keeps them; the worker's copy need not. With skip=True
+                # the sink's index has already seen them, so it must not re-read the list.
+                del sink.data[mark:]
+                if getattr(sink, "_seen", 0) > mark:
+                    sink._seen = mark
         for pos, buffer in self.buffers:
             if buffer:
                 out.append((pos, buffer[:]))
@@ -430,7 +435,11 @@ class Runner:
 
         def deliver(out: _BatchOut, count: bool = True) -> None:
             for pos, records in out.records:
-                write = sinks[pos].write
+                sink = sinks[pos]
+                if type(sink) is ListSink:  # its write() is data.append: one extend instead
+                    sink.data.extend(records)
+                    continue
+                write = sink.write
                 for record in records:
                     write(record)
             for index, etype, message, tb, raised in out.failures:
@@ -489,6 +498,8 @@ class Runner:
                                   "(or use backend='processes')") from None
             initargs = (func, _seeds(func), keep_results)
             _check_picklable(initargs[:2], func, "loky")
+            # a pool of its own per run (joblib's reusable one is shared with joblib, and
+            # workers kept between runs would keep descriptors of files since replaced)
             return LokyExecutor(max_workers=n, initializer=_init_worker, initargs=initargs)
         return None  # serial
 

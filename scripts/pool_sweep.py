@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from multiprocessing import Pool
 from typing import Any
 
@@ -20,6 +21,7 @@ from memo import capture_time, grid, load, memfile
 @capture_time
 def simulate(n: int, p: float) -> dict[str, Any]:
     """Chance of at least one success in ``n`` trials, and the worker that computed it."""
+    time.sleep(0.02)  # stands in for real work
     return {"at_least_one": 1 - (1 - p) ** n, "log_odds": math.log(p / (1 - p)),
             "worker": os.getpid()}
 
