@@ -304,10 +304,17 @@ def _check_one(i: int, s: Any) -> None:
 
 
 class _Progress:
-    """A tqdm bar on stderr: done/total, failures, rate and ETA. Off when not a terminal."""
+    """A tqdm bar on stderr: done/total, failures, rate and ETA. Off when not a terminal.
+
+    The bar is drawn from :meth:`start` on, which the Runner calls once its worker
+    processes exist: tqdm's monitor thread must not be running when they are forked.
+    """
 
     def __init__(self, progbar: bool | None, total: int | None, desc: str) -> None:
-        self.bar = None
+        self.tqdm: Any = None
+        self.bar: Any = None
+        self.total = total
+        self.desc = desc
         if progbar is False:
             return
         try:
@@ -317,6 +324,11 @@ class _Progress:
                 raise ImportError("the progress bar needs tqdm: pip install 'memo[progress]', "
                                   "or pass progbar=False") from None
             return
+        self.tqdm = tqdm
+
+    def start(self, total: int | None = None) -> None:
+        if self.tqdm is None or self.bar is not None:
+            return
         try:  # a terminal that reports no size (some ptys) gets 80x24, not a hidden bar
             width, height = os.get_terminal_size(sys.stderr.fileno())
         except (OSError, ValueError, AttributeError):
@@ -324,14 +336,17 @@ class _Progress:
         size: dict[str, Any] = {"dynamic_ncols": True} if width and height \
             else {"ncols": 80, "nrows": 24}
         # disable=None: tqdm turns itself off when stderr is not a terminal
-        self.bar = tqdm(total=total, desc=desc, unit="call", disable=None, file=sys.stderr,
-                        smoothing=0.1, **size)
+        self.bar = self.tqdm(total=self.total if total is None else total, desc=self.desc,
+                             unit="call", disable=None, file=sys.stderr, smoothing=0.1,
+                             **size)
 
     def advance(self, n: int, failed: int) -> None:
-        if self.bar is not None:
-            if failed:
-                self.bar.set_postfix_str(f"failed={failed}", refresh=False)
-            self.bar.update(n)
+        if self.tqdm is None:
+            return
+        self.start()
+        if failed:
+            self.bar.set_postfix_str(f"failed={failed}", refresh=False)
+        self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -455,7 +470,7 @@ class Runner:
             if self.kind == "slurm":
                 self._run_slurm(func, indexed, deliver, progress, return_results)
             else:
-                self._run_local(func, indexed, deliver, return_results)
+                self._run_local(func, indexed, deliver, progress, return_results)
         finally:
             progress.close()
             report.elapsed = time.perf_counter() - t0
@@ -504,12 +519,15 @@ class Runner:
         return None  # serial
 
     def _run_local(self, func: Callable[..., Any], indexed: _Indexed,
-                   deliver: Callable[[_BatchOut], None], keep_results: bool) -> None:
+                   deliver: Callable[[_BatchOut], None], progress: _Progress,
+                   keep_results: bool) -> None:
         executor = self._executor(func, keep_results)
         if executor is None:
+            progress.start()
             job = _Job(func, capture=None, keep_results=keep_results)
             for item in indexed:
                 deliver(job.run_batch([item]))
+                indexed.forget([item])
             return
         in_process = self.kind == "threads"
         job = _Job(func, capture=None, keep_results=keep_results)
@@ -524,6 +542,7 @@ class Runner:
                     if not batch:
                         break
                     pending[executor.submit(call, batch)] = batch
+                progress.start()  # the workers exist now
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -538,6 +557,7 @@ class Runner:
                         out = _lost(batch, f"{_type_name(type(exc))}: {exc}")
                     sizer.observe(out)
                     deliver(out)
+                    indexed.forget(batch)
         except BaseException:
             for fut in pending:
                 fut.cancel()
@@ -559,6 +579,7 @@ class Runner:
         except ImportError:
             raise ImportError("backend='slurm' needs submitit: pip install 'memo[slurm]'") from None
         settings = indexed.all()
+        progress.start(len(settings))
         if not settings:
             return
         tasks = self.n_jobs if self.n_jobs is not None and self.n_jobs > 0 \
@@ -688,6 +709,12 @@ class _Indexed:
         """Every remaining setting (for backends that need the whole list up front)."""
         batch = self.take(sys.maxsize)
         return [s for _, s in batch]
+
+    def forget(self, batch: list[tuple[int, Mapping[str, Any]]]) -> None:
+        """Drop settings whose outcome was delivered (failures already hold theirs)."""
+        with self._lock:
+            for index, _ in batch:
+                self._by_index.pop(index, None)
 
     def settings_of(self, index: int) -> Mapping[str, Any]:
         return self._by_index.get(index, {})
