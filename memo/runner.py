@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -278,7 +278,7 @@ def _check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | N
             f"Runner.run(settings=...) needs an iterable of mappings such as grid(...), "
             f"got {type(settings).__name__}{hint}"
         )
-    total = len(settings) if hasattr(settings, "__len__") else None
+    total = len(settings) if isinstance(settings, Sized) else None
     if total is not None and hasattr(settings, "__getitem__"):
         for i, s in enumerate(settings):
             _check_one(i, s)
@@ -318,7 +318,7 @@ class _Progress:
         if progbar is False:
             return
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
         except ImportError:
             if progbar:
                 raise ImportError("the progress bar needs tqdm: pip install 'memo[progress]', "
@@ -494,7 +494,7 @@ class Runner:
         if self.kind == "threads":
             from concurrent.futures import ThreadPoolExecutor
             return ThreadPoolExecutor(max_workers=n, thread_name_prefix="memo-runner")
-        initargs = (func, {}, keep_results)
+        initargs: tuple[Any, ...] = (func, {}, keep_results)
         if self.kind == "processes":
             from concurrent.futures import ProcessPoolExecutor
             method = self.start_method
@@ -507,7 +507,9 @@ class Runner:
                                        initializer=_init_worker, initargs=initargs)
         if self.kind == "loky":
             try:
-                from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
+                from joblib.externals.loky import (  # type: ignore[import-untyped]
+                    ProcessPoolExecutor as LokyExecutor,
+                )
             except ImportError:
                 raise ImportError("backend='loky' needs joblib: pip install 'memo[parallel]' "
                                   "(or use backend='processes')") from None
@@ -574,8 +576,8 @@ class Runner:
                    deliver: Callable[..., None], progress: _Progress,
                    keep_results: bool) -> None:
         try:
-            import cloudpickle
-            import submitit
+            import cloudpickle  # type: ignore[import-untyped]
+            import submitit  # type: ignore[import-untyped]
         except ImportError:
             raise ImportError("backend='slurm' needs submitit: pip install 'memo[slurm]'") from None
         settings = indexed.all()
@@ -651,9 +653,9 @@ class Runner:
 def _check_picklable(obj: Any, func: Callable[..., Any], backend: str) -> None:
     """Fail early, naming the function, when it cannot travel to a fresh interpreter."""
     try:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
     except ImportError:  # joblib carries its own copy
-        from joblib.externals import cloudpickle
+        from joblib.externals import cloudpickle  # type: ignore[import-untyped]
 
     try:
         cloudpickle.dumps(obj)
@@ -685,7 +687,7 @@ class _Indexed:
         self.error: BaseException | None = None
 
     def take(self, n: int) -> list[tuple[int, Mapping[str, Any]]]:
-        out = []
+        out: list[tuple[int, Mapping[str, Any]]] = []
         with self._lock:
             if self.error is not None:
                 return out
