@@ -156,7 +156,7 @@ def main() -> None:
         "Runner, records sent to memlist": with_memlist,
         "bare pool returning None": bare(_nothing_kw),
         "bare pool returning the records": bare(_record_kw),
-    }, args.rounds)
+    }, args.rounds, reset=lambda: (records.clear(), kept.clear()))
     sample = [_record_kw(s) for s in quick]
     pickling = measure_cpu({"pickle": lambda: pickle.loads(
         pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL))}, args.rounds)["pickle"]
@@ -173,11 +173,17 @@ def main() -> None:
     print(f"   ratio Runner / pickle + unpickle:         {ours / pickling:.3f}")
 
 
-def measure_cpu(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Median CPU seconds (this process and its finished children) of each contender."""
+def measure_cpu(contenders: dict[str, Callable[[], None]], rounds: int,
+                reset: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median CPU seconds (this process and its finished children) of each contender.
+
+    ``reset`` drops what the previous contender kept, so that each starts from the same
+    heap (the garbage collector's passes cost more the more objects are alive).
+    """
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
+            reset()
             gc.collect()
             before = _cpu()
             fn()
