@@ -322,15 +322,16 @@ print(len(data))
 """
 
 
-def _in_terminal(tmp_path, *args) -> str:
+def _in_terminal(tmp_path, *args, script=None, expect="8") -> str:
     """Run the bar script with stderr on a pseudo-terminal; return what it showed."""
     import pty
     import select
 
-    script = tmp_path / "bar.py"
-    script.write_text(_BAR_SCRIPT)
+    if script is None:
+        script = tmp_path / "bar.py"
+        script.write_text(_BAR_SCRIPT)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, str(script), *args], env=_env(),
+    proc = subprocess.Popen([sys.executable, str(script), *args], env=_env(), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=follower, text=True)
     os.close(follower)
     shown = b""
@@ -347,7 +348,7 @@ def _in_terminal(tmp_path, *args) -> str:
         shown += chunk
     out = proc.communicate(timeout=60)[0]
     os.close(leader)
-    assert proc.returncode == 0 and out.strip() == "8"
+    assert proc.returncode == 0 and out.strip().startswith(expect), out
     return shown.decode(errors="replace")
 
 
@@ -368,6 +369,15 @@ def test_progress_bar_of_a_generator_counts_without_total(tmp_path):
 def test_progress_bar_off_when_asked(tmp_path):
     shown = _in_terminal(tmp_path, "False")
     assert "call/s" not in shown and "%" not in shown
+
+
+def test_runner_sweep_example_shows_its_bar(tmp_path):
+    pytest.importorskip("tqdm")
+    shown = _in_terminal(tmp_path, "--jobs", "2", script=ROOT / "scripts" / "runner_sweep.py",
+                         expect="75 estimates, 1 failed")
+    assert "76/76" in shown and "failed=1" in shown
+    records = load(tmp_path / "runner_sweep.jsonl", errors="raise")
+    assert len(records) == 76 and sum(r["status"] == "error" for r in records) == 1
 
 
 def test_pool_sweep_example(tmp_path):
