@@ -29,7 +29,8 @@ A call that raises does not stop the others. A record whose ``status`` is
 ``"error"`` (from :func:`memo.ignore_error`) counts as a failure, not a success. The
 run ends with a :class:`RunReport`; when calls raised, :class:`RunError` (carrying
 the report) is raised after every other call has finished, unless
-``errors="return"``.
+``errors="return"``. When a worker process dies, the calls in flight on its pool
+fail (their results are lost with it) and the remaining settings go to a new pool.
 """
 
 from __future__ import annotations
@@ -489,7 +490,7 @@ class Runner:
 
     # -------------------------------------------------------------- local engines
 
-    def _executor(self, func: Callable[..., Any], keep_results: bool) -> Executor | None:
+    def _executor(self, func: Callable[..., Any], keep_results: bool) -> Executor:
         n = self.workers()
         if self.kind == "threads":
             from concurrent.futures import ThreadPoolExecutor
@@ -518,43 +519,44 @@ class Runner:
             # a pool of its own per run (joblib's reusable one is shared with joblib, and
             # workers kept between runs would keep descriptors of files since replaced)
             return LokyExecutor(max_workers=n, initializer=_init_worker, initargs=initargs)
-        return None  # serial
+        raise ValueError(f"backend {self.backend!r} has no local pool")
 
     def _run_local(self, func: Callable[..., Any], indexed: _Indexed,
                    deliver: Callable[[_BatchOut], None], progress: _Progress,
                    keep_results: bool) -> None:
-        executor = self._executor(func, keep_results)
-        if executor is None:
+        if self.kind == "serial":
             progress.start()
             job = _Job(func, capture=None, keep_results=keep_results)
             for item in indexed:
                 deliver(job.run_batch([item]))
                 indexed.forget([item])
             return
+        executor = self._executor(func, keep_results)
         in_process = self.kind == "threads"
         job = _Job(func, capture=None, keep_results=keep_results)
         call = job.run_batch if in_process else _worker_batch
         sizer = _BatchSizer(self.chunksize, self.workers(), indexed.total)
-        pending: dict[Future[_BatchOut], list[tuple[int, Mapping[str, Any]]]] = {}
-        broken: BaseException | None = None
+        pending: dict[Future[_BatchOut], tuple[Executor, list[tuple[int, Mapping[str, Any]]]]] = {}
         try:
             while True:
-                while broken is None and len(pending) < 2 * self.workers():
+                while len(pending) < 2 * self.workers():
                     batch = indexed.take(sizer.size())
                     if not batch:
                         break
-                    pending[executor.submit(call, batch)] = batch
+                    pending[executor.submit(call, batch)] = (executor, batch)
                 progress.start()  # the workers exist now
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    batch = pending.pop(fut)
+                    owner, batch = pending.pop(fut)
                     try:
                         out = fut.result()
-                    except BrokenProcessPool as exc:  # a worker died (killed, segfault)
-                        broken = exc
-                        out = _lost(batch, "the worker process died: " + str(exc))
+                    except BrokenProcessPool as exc:  # a worker died (killed, segfault, exit)
+                        out = _lost(batch, f"a worker process died ({exc})")
+                        if owner is executor:  # the rest of the settings get a new pool
+                            self._shutdown(executor)
+                            executor = self._executor(func, keep_results)
                     except Exception as exc:
                         out = _lost(batch, f"{_type_name(type(exc))}: {exc}")
                     sizer.observe(out)
@@ -563,12 +565,16 @@ class Runner:
         except BaseException:
             for fut in pending:
                 fut.cancel()
-            if self.kind == "loky":
-                executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
-            else:
-                executor.shutdown(wait=False, cancel_futures=True)
+            self._shutdown(executor)
             raise
         executor.shutdown(wait=True)
+
+    def _shutdown(self, executor: Executor) -> None:
+        """Stop a pool without waiting for its calls (after an error, or a dead worker)."""
+        if self.kind == "loky":
+            executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
+        else:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     # ---------------------------------------------------------------- SLURM array
 
