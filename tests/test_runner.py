@@ -99,7 +99,7 @@ def test_process_backends_run_calls_at_the_same_time(backend, tmp_path, module):
             mine = os.path.join(folder, f"arrived-{{i}}-{{os.getpid()}}")
             open(mine, "w").close()
             import time
-            for _ in range(400):  # the other call must arrive while this one waits
+            for _ in range(2400):  # the other call must arrive while this one waits (60 s)
                 others = [n for n in os.listdir(folder) if n.startswith("arrived-")
                           and n.split("-")[2] != str(os.getpid())]
                 if others:
