@@ -1,8 +1,10 @@
 """memo: decorators that turn a sweep over a parameter grid into a table of results."""
 
+from .check import check
 from .errors import ignore_error
 from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
+from .merge import merge
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
 from .serialize import SerializationError
@@ -22,10 +24,12 @@ __all__ = [
     "SerializationError",
     "WriteError",
     "capture_time",
+    "check",
     "grid",
     "ignore_error",
     "load",
     "memfile",
+    "merge",
     "memfunc",
     "memlist",
     "memstdout",

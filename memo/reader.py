@@ -1,4 +1,11 @@
-"""Reading memo JSONL files: streaming, tolerant of torn and corrupt lines."""
+"""Reading memo JSONL files: streaming, tolerant of torn and corrupt lines.
+
+* :func:`iter_records` yields the records of a file (or of a shard folder, or of a
+  target together with its shards), reporting bad lines with file and line number.
+* :func:`scan` validates a file in large blocks without building the records (what
+  ``memo check`` and ``memo merge`` use): every line must be one JSON object.
+* :class:`Tail` follows a file that others keep appending to (for ``skip=True``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import serialize
+import msgspec
 
-__all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records"]
+from . import serialize
+from .shardfile import sources
+
+__all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records", "scan"]
 
 Errors = Literal["warn", "raise", "ignore"]
+
+BLOCK = 4 << 20  # bytes read and validated at a time by scan()
 
 
 class CorruptLineWarning(UserWarning):
@@ -27,6 +39,7 @@ class BadLine:
     lineno: int
     reason: str
     torn: bool = False  # the last line, without its newline: a writer is writing or died
+    data: bytes = b""
 
     def __str__(self) -> str:
         what = "incomplete last line" if self.torn else "corrupt line"
@@ -43,11 +56,7 @@ def _decode(raw: bytes, path: str, lineno: int) -> dict[str, Any] | BadLine:
     return obj
 
 
-def iter_records(
-    path: str | os.PathLike[str], *, errors: Errors = "warn"
-) -> Iterator[dict[str, Any]]:
-    """Yield each record of a memo JSONL file in order, reporting bad lines per ``errors``."""
-    name = os.fspath(path)
+def _iter_file(name: str, errors: Errors) -> Iterator[dict[str, Any]]:
     with open(name, "rb") as f:
         lineno = 0
         for raw in f:
@@ -62,37 +71,144 @@ def iter_records(
                 if errors == "raise":
                     raise ValueError(str(item))
                 if errors == "warn":
-                    warnings.warn(str(item), CorruptLineWarning, stacklevel=2)
+                    warnings.warn(str(item), CorruptLineWarning, stacklevel=3)
                 continue
             yield item
 
 
+def iter_records(
+    path: str | os.PathLike[str], *, errors: Errors = "warn"
+) -> Iterator[dict[str, Any]]:
+    """Yield each record of a memo JSONL file in order, reporting bad lines per ``errors``.
+
+    ``path`` may also be a shard folder, or the target of a shard-mode memfile:
+    the target's own records come first, then each shard's (see :mod:`memo.shardfile`).
+    """
+    for name in sources(path):
+        yield from _iter_file(name, errors)
+
+
+class _Object(msgspec.Struct):
+    """Any JSON object; its members are checked for syntax and skipped."""
+
+
+_validate = msgspec.json.Decoder(_Object)
+
+
+def _check_line(raw: bytes) -> str | None:
+    """Why ``raw`` (one line, no newline) is not a JSON object, or None if it is one."""
+    try:
+        _validate.decode(raw)
+        raw.decode("utf-8")
+    except msgspec.ValidationError:
+        return "not a JSON object"
+    except msgspec.DecodeError as exc:
+        return str(exc)
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    return None
+
+
+def scan(path: str | os.PathLike[str], *, end: int | None = None,
+         block: int = BLOCK) -> Iterator[tuple[bytes, int] | BadLine]:
+    """Validate a file in blocks: yields ``(lines, count)`` of whole good lines, or a BadLine.
+
+    ``lines`` are the file's bytes, verbatim, for ``count`` consecutive valid lines
+    (blank lines dropped). Only the first ``end`` bytes are read (default: the size
+    when the scan starts, so lines appended meanwhile are left for next time); a
+    last line without its newline is reported as a torn BadLine.
+    """
+    name = os.fspath(path)
+    with open(name, "rb", buffering=0) as f:
+        stop = os.fstat(f.fileno()).st_size if end is None else end
+        pos, lineno, carry = 0, 0, b""
+        while pos < stop:
+            data = f.read(min(block, stop - pos))
+            if not data:
+                break
+            pos += len(data)
+            data = carry + data if carry else data
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            if cut:
+                yield from _scan_block(data[:cut] if carry else data, name, lineno)
+                lineno += data.count(b"\n", 0, cut)
+        if carry:
+            reason = _check_line(carry) or "no newline at the end"
+            yield BadLine(name, lineno + 1, reason, torn=True, data=carry)
+
+
+def _scan_block(data: bytes, name: str, lineno: int) -> Iterator[tuple[bytes, int] | BadLine]:
+    n = data.count(b"\n")
+    try:
+        if len(_validate.decode_lines(data)) == n and (data.isascii() or data.decode("utf-8")):
+            yield data, n
+            return
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    good: list[bytes] = []
+    for i, raw in enumerate(data.split(b"\n")[:-1], start=lineno + 1):
+        if not raw.strip():
+            continue
+        reason = _check_line(raw)
+        if reason is None:
+            good.append(raw)
+            continue
+        if good:
+            yield b"\n".join(good) + b"\n", len(good)
+            good = []
+        yield BadLine(name, i, reason, data=raw)
+    if good:
+        yield b"\n".join(good) + b"\n", len(good)
+
+
 class Tail:
-    """Follows a file that others append to: each call returns the new complete lines."""
+    """Follows a file that others append to: each call returns the new complete lines.
+
+    The file stays open between calls (no open/close per call, which would also
+    drop this process's POSIX locks on the file); it is reopened when the path
+    is replaced or cut.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.offset = 0
         self._ident: tuple[int, int] | None = None
+        self._fd = -1
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
 
     def read_new(self) -> tuple[bool, list[dict[str, Any]]]:
         """``(reset, records)``: ``reset`` when the file was replaced or cut since last time."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            reset = self.offset > 0
+            reset = self._ident is not None
+            self._close()
             self.offset, self._ident = 0, None
             return reset, []
+        size = st.st_size
+        if size == self.offset and self._ident is not None and \
+                st.st_ino == self._ident[1] and st.st_dev == self._ident[0]:
+            return False, []
         reset = False
         ident = (st.st_dev, st.st_ino)
-        if ident != self._ident or st.st_size < self.offset:
+        if ident != self._ident or size < self.offset:
             reset = self._ident is not None
-            self._ident, self.offset = ident, 0
-        if st.st_size == self.offset:
+            self._close()
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self.offset, self._ident = 0, None
+                return reset, []
+            st = os.fstat(self._fd)
+            self._ident, self.offset, size = (st.st_dev, st.st_ino), 0, st.st_size
+        if size <= self.offset:
             return reset, []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(st.st_size - self.offset)
+        chunk = os.pread(self._fd, size - self.offset, self.offset)
         end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written waits
         records = []
         for raw in chunk[:end].splitlines():
@@ -102,3 +218,9 @@ class Tail:
                     records.append(item)
         self.offset += end
         return reset, records
+
+    def __del__(self) -> None:
+        try:
+            self._close()
+        except OSError:
+            pass
