@@ -76,7 +76,12 @@ def recorder(
                 if stored is not None:
                     return {k: v for k, v in stored.items() if k not in params}
             result = func(*args, **kwargs)
-            record = merge(params, as_mapping(result, name), name)
+            if type(result) is dict:  # the common case, without the checks' calls
+                record = {**params, **result}
+                if len(record) != len(params) + len(result):
+                    record = merge(params, result, name)  # raises KeyCollisionError
+            else:
+                record = merge(params, as_mapping(result, name), name)
             try:
                 write(record)
             except SerializationError as exc:

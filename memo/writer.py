@@ -79,27 +79,17 @@ class AppendWriter:
     def append(self, line: bytes) -> None:
         """Append ``line`` (one record, ending with ``\\n``) atomically."""
         with self._mutex:
-            if self.mode == "soft":
-                return self._append_soft(line)
-            fd = self._fd
+            fd, lockop = self._fd, self._lockop
+            if lockop is None:
+                return self._append_other(line)
             if fd < 0:
                 fd = self._open()
-            lockop = self._lockop
-            if lockop is not None:
-                try:
-                    lockop(fd, _EX)
-                except OSError as exc:
-                    if exc.errno not in locking.UNSUPPORTED or isinstance(
-                            exc, locking.LockTimeout):
-                        raise
-                    self._unsupported(exc)
-                    return self._append_soft(line)
-                end = _lseek(fd, 0, 2)
-            else:  # one writer process: the end is where we left it
-                end = self._end
-                if end < 0:
-                    end = _lseek(fd, 0, 2)
             try:
+                lockop(fd, _EX)
+            except OSError as exc:
+                return self._lock_failed(exc, line)
+            try:
+                end = _lseek(fd, 0, 2)
                 if end != self._end and end and _pread(fd, 1, end - 1) != b"\n":
                     line = b"\n" + line  # end a torn fragment left by a dead writer
                 try:
@@ -107,13 +97,39 @@ class AppendWriter:
                 except OSError as exc:
                     self._fail(fd, end, exc)
                 if n != len(line):
-                    self._finish(fd, line, n, end)
+                    n = self._finish(fd, line, n, end)
                 if self._sync is not None:
                     self._sync(fd)
-                self._end = end + len(line)
+                self._end = end + n
             finally:
-                if lockop is not None:
-                    lockop(fd, _UN)
+                lockop(fd, _UN)
+
+    def _append_other(self, line: bytes) -> None:
+        """The ``soft`` and ``none`` modes."""
+        if self.mode == "soft":
+            return self._append_soft(line)
+        if self._fd < 0:
+            self._open()
+        fd, end = self._fd, self._end  # one writer process: the end is where we left it
+        if end < 0:
+            end = _lseek(fd, 0, 2)
+            if end and _pread(fd, 1, end - 1) != b"\n":
+                line = b"\n" + line
+        try:
+            n = _write(fd, line)
+        except OSError as exc:
+            self._fail(fd, end, exc)
+        if n != len(line):
+            self._finish(fd, line, n, end)
+        if self._sync is not None:
+            self._sync(fd)
+        self._end = end + len(line)
+
+    def _lock_failed(self, exc: OSError, line: bytes) -> None:
+        if exc.errno not in locking.UNSUPPORTED or isinstance(exc, locking.LockTimeout):
+            raise exc
+        self._unsupported(exc)
+        return self._append_soft(line)
 
     def _append_soft(self, line: bytes) -> None:
         """``soft`` mode: under the lock file, reopen (NFS close-to-open), append, flush, close."""
@@ -145,7 +161,7 @@ class AppendWriter:
                       "(slow); consider mode='shard'", RuntimeWarning, stacklevel=4)
         self._set_mode("soft")
 
-    def _finish(self, fd: int, line: bytes, n: int, end: int) -> None:
+    def _finish(self, fd: int, line: bytes, n: int, end: int) -> int:
         """Complete a short write, or roll it back and raise."""
         view = memoryview(line)
         try:
@@ -153,6 +169,7 @@ class AppendWriter:
                 n += _write(fd, view[n:])
         except OSError as exc:
             self._fail(fd, end, exc)
+        return n
 
     def _fail(self, fd: int, end: int, exc: OSError) -> None:
         self._end = -1

@@ -41,12 +41,20 @@ class FileSink:
         else:
             raise ValueError(f"mode={mode!r} is not 'shared' or 'shard'")
         self.fallback = fallback
-        self._append = self.writer.append
+        self._bind()
         self._tails: dict[str, Tail] = {}
         self._scanned = -1.0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._append(dumps_line(record, self.fallback))
+        """Append ``record`` as one line (the pipeline calls the faster copy set below)."""
+        self.writer.append(dumps_line(record, self.fallback))
+
+    def _bind(self) -> None:
+        def write(record: dict[str, Any], _dumps: Any = dumps_line,
+                  _fallback: Any = self.fallback, _append: Any = self.writer.append) -> None:
+            _append(_dumps(record, _fallback))
+
+        self.write = write  # type: ignore[method-assign]
 
     def refresh(self, index: SkipIndex) -> None:
         """Feed ``index`` the records appended since the last call (by anyone)."""
