@@ -17,7 +17,9 @@ do not count as done unless ``retry_failed=False``, so a resumed sweep retries t
 from __future__ import annotations
 
 import math
+import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,6 +59,7 @@ class SkipIndex:
         self.retry_failed = retry_failed
         self.lock = threading.Lock()
         self._by_key: dict[bytes, list[Mapping[str, Any]]] = {}
+        _LIVE.add(self)
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -90,3 +93,14 @@ class SkipIndex:
             if all(k in record for k in extra) and canonical_key(record[k] for k in extra) == want:
                 return record
         return None
+
+
+_LIVE: weakref.WeakSet[SkipIndex] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for index in list(_LIVE):
+        index.lock = threading.Lock()  # a thread of the parent may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
