@@ -36,15 +36,15 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def _existing(path: str) -> str:
-    """The real path of ``path`` or of its nearest existing ancestor (the file may not exist)."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
+def _resolve(path: str) -> str:
+    """The real path of ``path``: symlinks of its existing part resolved (it may not exist)."""
+    head, missing = os.path.abspath(path), []
+    while not os.path.exists(head):
+        head, name = os.path.split(head)
+        if not name:
             break
-        path = parent
-    return os.path.realpath(path)
+        missing.append(name)
+    return os.path.join(os.path.realpath(head), *reversed(missing))
 
 
 def filesystem_type(path: str | os.PathLike[str], mounts: str | None = None) -> str:
@@ -59,7 +59,7 @@ def filesystem_type(path: str | os.PathLike[str], mounts: str | None = None) -> 
                 mounts = f.read()
         except OSError:
             return "unknown"
-    target = _existing(os.fspath(path))
+    target = _resolve(os.fspath(path))
     best, best_len = "unknown", -1
     for line in mounts.splitlines():
         fields = line.split()

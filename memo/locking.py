@@ -17,8 +17,9 @@ when ``lock="auto"``):
     A lock file ``<path>.lock`` created exclusively (:class:`filelock.SoftFileLock`),
     and the data file reopened for each append and flushed before the lock file is
     removed. For filesystems whose lock calls fail or are node-local; slow (hundreds
-    of microseconds per record). A lock file left by a dead writer on the same host
-    is reclaimed; one from another host expires after ``SOFT_LIFETIME`` seconds.
+    of microseconds per record). A lock file left by a writer that died on the same
+    host is reclaimed; one left by a machine that crashed must be removed by hand
+    (writers with a ``timeout`` raise :class:`LockTimeout` instead of waiting).
     ``auto`` falls back to it, with a warning, when the kernel refuses the lock call.
 ``none``
     No inter-process lock: only for a file that one process writes (shard mode).
@@ -41,12 +42,11 @@ import filelock
 from .filesystem import is_cluster_filesystem
 
 __all__ = [
-    "MODES", "SOFT_LIFETIME", "LockTimeout", "UNSUPPORTED", "hold", "lock_function",
+    "MODES", "LockTimeout", "UNSUPPORTED", "acquire_soft", "hold", "lock_function",
     "resolve_mode", "soft_lock",
 ]
 
 MODES = ("auto", "flock", "posix", "soft", "none")
-SOFT_LIFETIME = 60.0
 # errno values a lock call returns when the filesystem does not support the lock
 UNSUPPORTED = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
@@ -106,8 +106,21 @@ def soft_lock(path: str, timeout: float | None = None) -> filelock.SoftFileLock:
     """The lock file that ``soft`` mode creates beside ``path``."""
     return filelock.SoftFileLock(
         path + ".lock", timeout=-1 if timeout is None else timeout, thread_local=False,
-        poll_interval=0.001, lifetime=SOFT_LIFETIME,
+        poll_interval=0.001,
     )
+
+
+@contextlib.contextmanager
+def acquire_soft(lock: filelock.SoftFileLock) -> Iterator[None]:
+    """Hold a soft lock; its timeout raises :class:`LockTimeout`, like the other modes."""
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockTimeout(lock.lock_file) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -130,7 +143,7 @@ def hold(path: str | os.PathLike[str], lock: str = "auto",
             finally:
                 op(fd, fcntl.LOCK_UN)
         elif mode == "soft":
-            with soft_lock(name, timeout):
+            with acquire_soft(soft_lock(name, timeout)):
                 yield fd
         else:
             yield fd

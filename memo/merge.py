@@ -11,7 +11,8 @@
   place, so merging the same inputs again gives the same file, and the output
   may be one of the inputs. ``dedupe=True`` drops repeated identical records;
   ``dedupe=["class_size", "n_sim"]`` keeps the first record for each value of
-  those keys (records with ``status == "error"`` never hide a later one), so a
+  those keys (a record with ``status == "error"`` never hides a later one, and
+  records without those keys are only de-duplicated as exact copies), so a
   file can be merged with new shards again and again without growing twice.
   Only de-duplication keeps state (16 bytes per distinct record).
 """
@@ -76,13 +77,11 @@ class _Dedupe:
             else:
                 record = orjson.loads(raw)
                 try:
-                    if record.get("status") == "error":
-                        kept.append(raw)
-                        continue
-                    key = canonical_key([record[n] for n in self.names])
-                except KeyError:  # a record without the identity keys is kept as is
-                    kept.append(raw)
-                    continue
+                    # a failed call does not hide its rerun: only its exact copies go
+                    key = b"=" + raw if record.get("status") == "error" else \
+                        canonical_key([record[n] for n in self.names])
+                except KeyError:  # a record without the identity keys: exact copies only
+                    key = b"=" + raw
                 ident = hashlib.blake2b(key, digest_size=16).digest()
             if ident in seen:
                 dropped += 1

@@ -135,7 +135,7 @@ class AppendWriter:
         """``soft`` mode: under the lock file, reopen (NFS close-to-open), append, flush, close."""
         if self._soft is None:
             self._soft = locking.soft_lock(self.path, self.timeout)
-        with self._soft:
+        with locking.acquire_soft(self._soft):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, _FLAGS, 0o644)
             try:
