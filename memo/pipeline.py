@@ -65,16 +65,17 @@ def recorder(
         index = SkipIndex(binder.names, varkw=binder.has_varkw, retry_failed=retry_failed) \
             if skip else None
         bind, write = binder.bind, sink.write
+        refresh = getattr(sink, "refresh", None)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             params = bind(args, kwargs)
             if index is not None:
                 with index.lock:
-                    sink.refresh(index)  # type: ignore[attr-defined]
-                    stored = index.lookup(params)
+                    refresh(index)
+                    stored = index.result(params)
                 if stored is not None:
-                    return {k: v for k, v in stored.items() if k not in params}
+                    return stored
             result = func(*args, **kwargs)
             if type(result) is dict:  # the common case, without the checks' calls
                 record = {**params, **result}

@@ -45,9 +45,15 @@ def _canon(v: Any) -> Any:
     return _canon(orjson.loads(serialize.dumps(v)))
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})  # already canonical
+
+
 def canonical_key(values: Iterable[Any]) -> bytes:
     """The identity of a sequence of argument values, as bytes."""
-    return orjson.dumps([_canon(v) for v in values], option=orjson.OPT_SORT_KEYS)
+    return _dumps([v if type(v) in _PLAIN else _canon(v) for v in values], option=_SORT)
+
+
+_dumps, _SORT = orjson.dumps, orjson.OPT_SORT_KEYS
 
 
 class SkipIndex:
@@ -59,6 +65,7 @@ class SkipIndex:
         self.retry_failed = retry_failed
         self.lock = threading.Lock()
         self._by_key: dict[bytes, list[Mapping[str, Any]]] = {}
+        self._results: dict[bytes, dict[str, Any]] = {}  # outputs of found records, by key
         _LIVE.add(self)
 
     def __len__(self) -> int:
@@ -66,6 +73,7 @@ class SkipIndex:
 
     def clear(self) -> None:
         self._by_key.clear()
+        self._results.clear()
 
     def add(self, record: Mapping[str, Any]) -> None:
         """Index one record found in the sink (records of other functions are ignored)."""
@@ -79,6 +87,22 @@ class SkipIndex:
             self._by_key.setdefault(key, []).append(record)
         else:
             self._by_key[key] = [record]
+            self._results.pop(key, None)
+
+    def result(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What the recorded call returned (its record minus the arguments), if any."""
+        if not self.varkw:
+            key = canonical_key([params[n] for n in self.names])
+            cached = self._results.get(key)
+            if cached is None:
+                found = self._by_key.get(key)
+                if not found:
+                    return None
+                cached = self._results[key] = {
+                    k: v for k, v in found[0].items() if k not in params}
+            return dict(cached)
+        stored = self.lookup(params)
+        return None if stored is None else {k: v for k, v in stored.items() if k not in params}
 
     def lookup(self, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The stored record for the call whose bound arguments are ``params``, if any."""

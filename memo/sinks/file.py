@@ -43,6 +43,7 @@ class FileSink:
         self.fallback = fallback
         self._bind()
         self._tails: dict[str, Tail] = {}
+        self._tail: Tail | None = None
         self._scanned = -1.0
 
     def write(self, record: dict[str, Any]) -> None:
@@ -59,9 +60,9 @@ class FileSink:
     def refresh(self, index: SkipIndex) -> None:
         """Feed ``index`` the records appended since the last call (by anyone)."""
         if self.mode == "shared":
-            tail = self._tails.get(self.path)
+            tail = self._tail
             if tail is None:
-                tail = self._tails[self.path] = Tail(self.path)
+                tail = self._tail = Tail(self.path)
             reset, records = tail.read_new()
             if reset:
                 index.clear()
