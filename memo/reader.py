@@ -131,21 +131,24 @@ def scan(path: str | os.PathLike[str], *, end: int | None = None,
             cut = data.rfind(b"\n") + 1
             carry = data[cut:]
             if cut:
-                yield from _scan_block(data[:cut] if carry else data, name, lineno)
-                lineno += data.count(b"\n", 0, cut)
+                items, lines = _scan_block(data[:cut] if carry else data, name, lineno)
+                yield from items
+                lineno += lines
         if carry:
             reason = _check_line(carry) or "no newline at the end"
             yield BadLine(name, lineno + 1, reason, torn=True, data=carry)
 
 
-def _scan_block(data: bytes, name: str, lineno: int) -> Iterator[tuple[bytes, int] | BadLine]:
+def _scan_block(data: bytes, name: str,
+                lineno: int) -> tuple[list[tuple[bytes, int] | BadLine], int]:
+    """The good runs and bad lines of ``data`` (whole lines), and its number of lines."""
     n = data.count(b"\n")
-    try:
+    try:  # the fast path: one bulk decode, objects skipped as they are checked
         if len(_validate.decode_lines(data)) == n and (data.isascii() or data.decode("utf-8")):
-            yield data, n
-            return
+            return [(data, n)], n
     except (msgspec.DecodeError, UnicodeDecodeError):
         pass
+    items: list[tuple[bytes, int] | BadLine] = []
     good: list[bytes] = []
     for i, raw in enumerate(data.split(b"\n")[:-1], start=lineno + 1):
         if not raw.strip():
@@ -155,11 +158,12 @@ def _scan_block(data: bytes, name: str, lineno: int) -> Iterator[tuple[bytes, in
             good.append(raw)
             continue
         if good:
-            yield b"\n".join(good) + b"\n", len(good)
+            items.append((b"\n".join(good) + b"\n", len(good)))
             good = []
-        yield BadLine(name, i, reason, data=raw)
+        items.append(BadLine(name, i, reason, data=raw))
     if good:
-        yield b"\n".join(good) + b"\n", len(good)
+        items.append((b"\n".join(good) + b"\n", len(good)))
+    return items, n
 
 
 class Tail:
