@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
 import orjson
 
 from . import serialize
@@ -50,7 +51,12 @@ _PLAIN = frozenset({str, int, bool, type(None)})  # already canonical
 
 def canonical_key(values: Iterable[Any]) -> bytes:
     """The identity of a sequence of argument values, as bytes."""
-    return _dumps([v if type(v) in _PLAIN else _canon(v) for v in values], option=_SORT)
+    canon = [v if type(v) in _PLAIN or (  # finite, non-integral floats are canonical
+        type(v) is float and v - v == 0 and not v.is_integer()) else _canon(v) for v in values]
+    try:
+        return _dumps(canon, option=_SORT)
+    except TypeError:  # integers beyond 64 bits
+        return msgspec.json.encode(canon, order="sorted")
 
 
 _dumps, _SORT = orjson.dumps, orjson.OPT_SORT_KEYS
@@ -65,7 +71,8 @@ class SkipIndex:
         self.retry_failed = retry_failed
         self.lock = threading.Lock()
         self._by_key: dict[bytes, list[Mapping[str, Any]]] = {}
-        self._results: dict[bytes, dict[str, Any]] = {}  # outputs of found records, by key
+        self._results: dict[bytes, dict[str, Any]] = {}  # each record minus its arguments
+        self._name_set = frozenset(names)
         _LIVE.add(self)
 
     def __len__(self) -> int:
@@ -87,20 +94,14 @@ class SkipIndex:
             self._by_key.setdefault(key, []).append(record)
         else:
             self._by_key[key] = [record]
-            self._results.pop(key, None)
+            names = self._name_set
+            self._results[key] = {k: v for k, v in record.items() if k not in names}
 
     def result(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """What the recorded call returned (its record minus the arguments), if any."""
         if not self.varkw:
-            key = canonical_key([params[n] for n in self.names])
-            cached = self._results.get(key)
-            if cached is None:
-                found = self._by_key.get(key)
-                if not found:
-                    return None
-                cached = self._results[key] = {
-                    k: v for k, v in found[0].items() if k not in params}
-            return dict(cached)
+            cached = self._results.get(canonical_key([params[n] for n in self.names]))
+            return None if cached is None else dict(cached)
         stored = self.lookup(params)
         return None if stored is None else {k: v for k, v in stored.items() if k not in params}
 

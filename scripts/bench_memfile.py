@@ -34,7 +34,7 @@ import memo.filesystem  # noqa: E402
 from memo.reader import BadLine, scan  # noqa: E402
 from memo.serialize import dumps_line  # noqa: E402
 
-PAYLOAD = {"name": "birthday", "est_proba": 0.4112345678, "payload": "p" * 48}
+PAYLOAD = {"name": "birthday", "est_proba": 0.4112345678, "payload": "p" * 62}
 
 
 def sweep(writer: int, seq: int, x: float) -> dict:
@@ -135,7 +135,7 @@ def bench_processes(folder: str, procs: int, n: int) -> None:
     ok = rate >= 100_000 and corrupt == 0 and lines == procs * n
     print(f"2. {procs} writer processes: {rate / 1e3:.0f}k records/s of {size:.0f} B "
           f"(ratio to target 100k/s: {rate / 1e5:.2f}), {lines} lines, {corrupt} corrupt; "
-          f"lock wait p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.0f} us "
+          f"lock wait p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us "
           f"{'OK' if ok else 'MISSED'}")
 
 

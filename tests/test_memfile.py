@@ -265,3 +265,18 @@ def test_durable_records_are_whole(tmp_path):
     for i in range(20):
         f(i)
     assert [r["b"] for r in memo.load(path)] == [[i] * 3 for i in range(20)]
+
+
+def test_skip_with_values_beyond_64_bits(tmp_path):
+    calls = []
+
+    @memfile(tmp_path / "r.jsonl", skip=True)
+    def f(a: int) -> dict:
+        calls.append(a)
+        return {"b": 1}
+
+    f(2**70)
+    f(2**70)
+    f(2.5e300)
+    f(2.5e300)
+    assert calls == [2**70, 2.5e300]

@@ -80,7 +80,7 @@ def test_dedupe_identity_treats_1_and_1_0_alike(tmp_path):
 APPENDER = textwrap.dedent("""
     import sys
     from memo import memfile
-    f = memfile(sys.argv[1])(lambda i: {"pad": "z" * (i * 7919 % 20000)})
+    f = memfile(sys.argv[1])(lambda i: {"pad": "z" * (i * 7919 % 3000)})
     print("ready", flush=True)
     for i in range(100000):
         f(i)
