@@ -78,12 +78,14 @@ def test_dedupe_identity_treats_1_and_1_0_alike(tmp_path):
 
 
 APPENDER = textwrap.dedent("""
-    import sys
+    import sys, time
     from memo import memfile
     f = memfile(sys.argv[1])(lambda i: {"pad": "z" * (i * 7919 % 3000)})
     print("ready", flush=True)
-    for i in range(100000):
+    for i in range(1000000):
         f(i)
+        if i % 20 == 0:
+            time.sleep(0.0005)  # keep the file small: the merges must overlap the writes
 """)
 
 
