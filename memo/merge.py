@@ -95,9 +95,12 @@ def _inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files: list[str] = []
+    seen: set[str] = set()
     for item in inputs:
         for name in sources(item):
-            if os.path.abspath(name) not in map(os.path.abspath, files):
+            real = os.path.realpath(name)
+            if real not in seen:  # a file named twice (or via its folder) is read once
+                seen.add(real)
                 files.append(name)
     return files
 
