@@ -8,8 +8,9 @@
   merge reaches it, and only whole lines are taken; a last line still being
   written is reported as incomplete and left for the next merge.
 * Idempotent: the output is written to a temporary file beside it and moved into
-  place, so merging the same inputs again gives the same file, and the output
-  may be one of the inputs. ``dedupe=True`` drops repeated identical records;
+  place, so merging the same inputs again gives the same file. The output may be
+  one of the inputs, even one that memfile writers still append to: then their
+  lock is held while the merged records are written back into that same file. ``dedupe=True`` drops repeated identical records;
   ``dedupe=["class_size", "n_sim"]`` keeps the first record for each value of
   those keys (a record with ``status == "error"`` never hides a later one, and
   records without those keys are only de-duplicated as exact copies), so a
@@ -31,7 +32,8 @@ from typing import IO
 
 import orjson
 
-from .reader import BadLine, CorruptLineWarning, Errors, scan
+from . import locking
+from .reader import BLOCK, BadLine, CorruptLineWarning, Errors, scan
 from .resume import canonical_key
 from .shardfile import sources
 
@@ -112,25 +114,43 @@ def merge(
     dedupe: bool | Sequence[str] = False,
     corrupt: str | os.PathLike[str] | None = None,
     errors: Errors = "warn",
+    lock: str = "auto",
 ) -> MergeReport:
     """Combine ``inputs`` (files, shard folders, shard-mode targets) into ``output``.
 
     Returns a :class:`MergeReport`. Bad lines are reported per ``errors`` (``"warn"``
     with :class:`memo.CorruptLineWarning`, ``"raise"``, ``"ignore"``; they are in
     the report either way) and skipped; with ``corrupt=PATH`` the corrupt lines
-    are also written, one per line, to that side file.
+    are also written, one per line, to that side file. When ``output`` is also
+    one of the inputs, the memfile writers' lock on it (mode ``lock``, as they
+    take it) is held while the merged records are written back into that same
+    file, so writers that are still appending to it wait, then carry on, and no
+    record is lost.
     """
     out = os.path.abspath(os.fspath(output))
     report = MergeReport(output=out, inputs=_inputs(inputs))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    live = os.path.exists(out) and os.path.realpath(out) in map(os.path.realpath, report.inputs)
+    if not live:
+        return _merge(out, report, dedupe, corrupt, errors, None)
+    # the output is also an input that memfile writers may be appending to: hold their lock
+    # and rewrite the file in place (they keep appending to the same file afterwards)
+    with locking.hold(out, lock) as fd:
+        return _merge(out, report, dedupe, corrupt, errors, fd)
+
+
+def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
+           corrupt: str | os.PathLike[str] | None, errors: Errors,
+           out_fd: int | None) -> MergeReport:
     dedup = _Dedupe(dedupe) if dedupe else None
     folder = os.path.dirname(out)
-    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder)
     side: IO[bytes] | None = None
     try:
         with os.fdopen(fd, "wb", buffering=0) as dst:
             for name in report.inputs:
-                for item in scan(name):
+                same = out_fd is not None and os.path.realpath(name) == os.path.realpath(out)
+                for item in scan(name, fd=out_fd if same else None):
                     if isinstance(item, BadLine):
                         report.bad.append(item)
                         if errors == "raise":
@@ -153,14 +173,35 @@ def merge(
                     report.records += count
                     report.bytes += len(block)
             os.fsync(dst.fileno())
-        os.replace(tmp, out)
+        if out_fd is None:
+            os.replace(tmp, out)
+            return report
     except BaseException:
         os.unlink(tmp)
         raise
     finally:
         if side is not None:
             side.close()
+    _rewrite(out_fd, tmp)
     return report
+
+
+def _rewrite(fd: int, tmp: str) -> None:
+    """Put the merged ``tmp`` into the live output's own inode (writers hold descriptors of it)."""
+    with open(tmp, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        os.ftruncate(fd, 0)
+        done = 0
+        while done < size:  # if this fails, the complete merge is still in tmp
+            chunk = src.read(BLOCK)
+            if not chunk:
+                raise OSError(f"could not copy the merged records from {tmp}")
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            done += len(chunk)
+        os.fsync(fd)
+    os.unlink(tmp)
 
 
 def main(output: str, inputs: Sequence[str], *, dedupe: bool | Sequence[str] = False,

@@ -109,21 +109,25 @@ def _check_line(raw: bytes) -> str | None:
     return None
 
 
-def scan(path: str | os.PathLike[str], *, end: int | None = None,
-         block: int = BLOCK) -> Iterator[tuple[bytes, int] | BadLine]:
+def scan(path: str | os.PathLike[str], *, end: int | None = None, block: int = BLOCK,
+         fd: int | None = None) -> Iterator[tuple[bytes, int] | BadLine]:
     """Validate a file in blocks: yields ``(lines, count)`` of whole good lines, or a BadLine.
 
     ``lines`` are the file's bytes, verbatim, for ``count`` consecutive valid lines
     (blank lines dropped). Only the first ``end`` bytes are read (default: the size
     when the scan starts, so lines appended meanwhile are left for next time); a
-    last line without its newline is reported as a torn BadLine.
+    last line without its newline is reported as a torn BadLine. With ``fd``, the
+    file is read through that open descriptor (which is left open).
     """
     name = os.fspath(path)
-    with open(name, "rb", buffering=0) as f:
-        stop = os.fstat(f.fileno()).st_size if end is None else end
+    own = fd is None
+    if own:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stop = os.fstat(fd).st_size if end is None else end
         pos, lineno, carry = 0, 0, b""
         while pos < stop:
-            data = f.read(min(block, stop - pos))
+            data = os.pread(fd, min(block, stop - pos), pos)
             if not data:
                 break
             pos += len(data)
@@ -137,6 +141,9 @@ def scan(path: str | os.PathLike[str], *, end: int | None = None,
         if carry:
             reason = _check_line(carry) or "no newline at the end"
             yield BadLine(name, lineno + 1, reason, torn=True, data=carry)
+    finally:
+        if own:
+            os.close(fd)
 
 
 def _scan_block(data: bytes, name: str,

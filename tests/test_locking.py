@@ -109,6 +109,10 @@ def test_mode_resolution(tmp_path, monkeypatch):
         resolve_mode(tmp_path / "x", "nope")
 
 
-def test_shard_mode_refuses_a_lock(tmp_path):
+def test_shard_mode_refuses_a_lock_and_a_shared_file_needs_one(tmp_path):
     with pytest.raises(ValueError, match="shard"):
         memfile(tmp_path / "x.jsonl", mode="shard", lock="flock")
+    with pytest.raises(ValueError, match="mode='shard'"):
+        memfile(tmp_path / "x.jsonl", lock="none")
+    with pytest.raises(ValueError, match="'shared' or 'shard'"):
+        memfile(tmp_path / "x.jsonl", mode="sharded")

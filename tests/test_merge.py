@@ -134,3 +134,37 @@ def test_merge_script(tmp_path):
                     str(tmp_path / "o.jsonl"), str(tmp_path / "a.jsonl"), "-q"], check=True,
                    env={**os.environ, "PYTHONPATH": ROOT})
     assert (tmp_path / "o.jsonl").read_bytes() == b'{"x":1}\n'
+
+
+FINITE_APPENDER = textwrap.dedent("""
+    import sys, time
+    from memo import memfile
+    f = memfile(sys.argv[1])(lambda i: {"pad": "w" * (i % 500)})
+    f(0)
+    print("ready", flush=True)
+    for i in range(1, 3000):
+        f(i)
+        if i % 20 == 0:
+            time.sleep(0.001)
+""")
+
+
+def test_merging_into_a_file_that_writers_append_to_loses_nothing(tmp_path):
+    out, other = str(tmp_path / "live.jsonl"), tmp_path / "other.jsonl"
+    other.write_bytes(b"".join(b'{"j":%d}\n' % j for j in range(100)))
+    writer = subprocess.Popen([sys.executable, "-c", FINITE_APPENDER, out],
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})
+    try:
+        assert writer.stdout.readline() == b"ready\n"
+        merges = 0
+        while writer.poll() is None:
+            memo.merge(out, [out, other], dedupe=True)
+            merges += 1
+            time.sleep(0.02)
+    finally:
+        writer.wait()
+        writer.stdout.close()
+    assert writer.returncode == 0 and merges >= 1
+    records = _lines(out)
+    assert sorted(r["i"] for r in records if "i" in r) == list(range(3000))
+    assert sorted(r["j"] for r in records if "j" in r) == list(range(100))

@@ -32,6 +32,9 @@ class FileSink:
         self.mode = mode
         self.writer: AppendWriter | ShardWriter
         if mode == "shared":
+            if lock == "none":
+                raise ValueError("lock='none' would let writers of a shared file interleave; "
+                                 "for lock-free writing use mode='shard'")
             self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout)
         elif mode == "shard":
             if lock not in ("auto", "none"):
