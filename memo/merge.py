@@ -10,7 +10,8 @@
 * Idempotent: the output is written to a temporary file beside it and moved into
   place, so merging the same inputs again gives the same file. The output may be
   one of the inputs, even one that memfile writers still append to: then their
-  lock is held while the merged records are written back into that same file. ``dedupe=True`` drops repeated identical records;
+  lock is held while the merged records are written back into that same file.
+  ``dedupe=True`` drops repeated identical records;
   ``dedupe=["class_size", "n_sim"]`` keeps the first record for each value of
   those keys (a record with ``status == "error"`` never hides a later one, and
   records without those keys are only de-duplicated as exact copies), so a

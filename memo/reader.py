@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ __all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records", "scan"]
 
 Errors = Literal["warn", "raise", "ignore"]
 
-BLOCK = 4 << 20  # bytes read and validated at a time by scan()
+BLOCK = 4 << 20
+_monotonic = time.monotonic  # bytes read and validated at a time by scan()
 
 
 class CorruptLineWarning(UserWarning):
@@ -176,16 +178,21 @@ def _scan_block(data: bytes, name: str,
 class Tail:
     """Follows a file that others append to: each call returns the new complete lines.
 
+    ``RECHECK``: seconds between checks that the path still names the same file.
+
     The file stays open between calls (no open/close per call, which would also
     drop this process's POSIX locks on the file); it is reopened when the path
     is replaced or cut.
     """
+
+    RECHECK = 0.05
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.offset = 0
         self._ident: tuple[int, int] | None = None
         self._fd = -1
+        self._recheck = 0.0
 
     def _close(self) -> None:
         if self._fd >= 0:
@@ -193,7 +200,20 @@ class Tail:
         self._fd = -1
 
     def read_new(self) -> tuple[bool, list[dict[str, Any]]]:
-        """``(reset, records)``: ``reset`` when the file was replaced or cut since last time."""
+        """``(reset, records)``: ``reset`` when the file was replaced or cut since last time.
+
+        Between looks at the path (at most ``RECHECK`` seconds apart) only the open
+        file's size is checked, which is cheaper than resolving the path.
+        """
+        if self._fd >= 0:
+            now = _monotonic()
+            if now < self._recheck:
+                size = os.fstat(self._fd).st_size
+                if size == self.offset:
+                    return False, []
+                if size > self.offset:
+                    return False, self._read(size)
+            self._recheck = now + self.RECHECK
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -219,6 +239,9 @@ class Tail:
             self._ident, self.offset, size = (st.st_dev, st.st_ino), 0, st.st_size
         if size <= self.offset:
             return reset, []
+        return reset, self._read(size)
+
+    def _read(self, size: int) -> list[dict[str, Any]]:
         chunk = os.pread(self._fd, size - self.offset, self.offset)
         end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written waits
         records = []
@@ -228,7 +251,7 @@ class Tail:
                 if isinstance(item, dict):
                     records.append(item)
         self.offset += end
-        return reset, records
+        return records
 
     def __del__(self) -> None:
         try:

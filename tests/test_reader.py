@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -77,4 +78,8 @@ def test_tail_reads_only_new_whole_lines_and_notices_replacement(tmp_path):
     replacement = tmp_path / "new.jsonl"
     replacement.write_bytes(b'{"a":9}\n')
     os.replace(replacement, path)
+    time.sleep(Tail.RECHECK * 2)  # the path is looked at again at most this often
     assert tail.read_new() == (True, [{"a": 9}])
+    with open(path, "ab") as f:
+        f.write(b'{"a":10}\n')
+    assert tail.read_new() == (False, [{"a": 10}])  # appends are seen at once
