@@ -165,7 +165,7 @@ def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
                         continue
                     block, count = item
                     if dedup is not None:
-                        kept, dropped = dedup.filter(block)
+                        kept, dropped = dedup.filter(bytes(block))
                         report.duplicates += dropped
                         if not kept:
                             continue

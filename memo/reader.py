@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import time
 import warnings
@@ -112,14 +113,14 @@ def _check_line(raw: bytes) -> str | None:
 
 
 def scan(path: str | os.PathLike[str], *, end: int | None = None, block: int = BLOCK,
-         fd: int | None = None) -> Iterator[tuple[bytes, int] | BadLine]:
+         fd: int | None = None) -> Iterator[tuple[memoryview | bytes, int] | BadLine]:
     """Validate a file in blocks: yields ``(lines, count)`` of whole good lines, or a BadLine.
 
-    ``lines`` are the file's bytes, verbatim, for ``count`` consecutive valid lines
-    (blank lines dropped). Only the first ``end`` bytes are read (default: the size
-    when the scan starts, so lines appended meanwhile are left for next time); a
-    last line without its newline is reported as a torn BadLine. With ``fd``, the
-    file is read through that open descriptor (which is left open).
+    ``lines`` are the file's bytes, verbatim (a memoryview or bytes), for ``count``
+    consecutive valid lines (blank lines dropped). Only the first ``end`` bytes are
+    read (default: the size when the scan starts, so lines appended meanwhile are
+    left for next time); a last line without its newline is reported as a torn
+    BadLine. With ``fd``, the file is read through that open descriptor (left open).
     """
     name = os.fspath(path)
     own = fd is None
@@ -127,39 +128,43 @@ def scan(path: str | os.PathLike[str], *, end: int | None = None, block: int = B
         fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stop = os.fstat(fd).st_size if end is None else end
-        pos, lineno, carry = 0, 0, b""
+        pos, lineno, size = 0, 0, block
         while pos < stop:
-            data = os.pread(fd, min(block, stop - pos), pos)
+            data = os.pread(fd, min(size, stop - pos), pos)
             if not data:
                 break
-            pos += len(data)
-            data = carry + data if carry else data
             cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            if cut:
-                items, lines = _scan_block(data[:cut] if carry else data, name, lineno)
-                yield from items
-                lineno += lines
-        if carry:
-            reason = _check_line(carry) or "no newline at the end"
-            yield BadLine(name, lineno + 1, reason, torn=True, data=carry)
+            if not cut:  # no newline yet: a line longer than the block, or the torn end
+                if pos + len(data) >= stop:
+                    reason = _check_line(data) or "no newline at the end"
+                    yield BadLine(name, lineno + 1, reason, torn=True, data=data)
+                    break
+                size *= 2
+                continue
+            items, lines = _scan_block(data, cut, name, lineno)
+            yield from items
+            lineno += lines
+            pos += cut  # the part after the last newline is read again with the next block
+            size = block
     finally:
         if own:
             os.close(fd)
 
 
-def _scan_block(data: bytes, name: str,
-                lineno: int) -> tuple[list[tuple[bytes, int] | BadLine], int]:
-    """The good runs and bad lines of ``data`` (whole lines), and its number of lines."""
-    n = data.count(b"\n")
+def _scan_block(data: bytes, cut: int, name: str,
+                lineno: int) -> tuple[list[tuple[memoryview | bytes, int] | BadLine], int]:
+    """The good runs and bad lines of ``data[:cut]`` (whole lines), and its number of lines."""
+    n = data.count(b"\n", 0, cut)
+    view = memoryview(data)[:cut]
     try:  # the fast path: one bulk decode, objects skipped as they are checked
-        if len(_validate.decode_lines(data)) == n and (data.isascii() or data.decode("utf-8")):
-            return [(data, n)], n
+        if len(_validate.decode_lines(view)) == n and (
+                data.isascii() or codecs.decode(view, "utf-8")):
+            return [(view, n)], n
     except (msgspec.DecodeError, UnicodeDecodeError):
         pass
-    items: list[tuple[bytes, int] | BadLine] = []
+    items: list[tuple[memoryview | bytes, int] | BadLine] = []
     good: list[bytes] = []
-    for i, raw in enumerate(data.split(b"\n")[:-1], start=lineno + 1):
+    for i, raw in enumerate(data[:cut].split(b"\n")[:-1], start=lineno + 1):
         if not raw.strip():
             continue
         reason = _check_line(raw)
