@@ -130,12 +130,13 @@ def scan(path: str | os.PathLike[str], *, end: int | None = None, block: int = B
         stop = os.fstat(fd).st_size if end is None else end
         pos, lineno, size = 0, 0, block
         while pos < stop:
-            data = os.pread(fd, min(size, stop - pos), pos)
+            want = min(size, stop - pos)
+            data = os.pread(fd, want, pos)
             if not data:
                 break
             cut = data.rfind(b"\n") + 1
             if not cut:  # no newline yet: a line longer than the block, or the torn end
-                if pos + len(data) >= stop:
+                if len(data) < want or pos + len(data) >= stop:
                     reason = _check_line(data) or "no newline at the end"
                     yield BadLine(name, lineno + 1, reason, torn=True, data=data)
                     break

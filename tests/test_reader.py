@@ -83,3 +83,12 @@ def test_tail_reads_only_new_whole_lines_and_notices_replacement(tmp_path):
     with open(path, "ab") as f:
         f.write(b'{"a":10}\n')
     assert tail.read_new() == (False, [{"a": 10}])  # appends are seen at once
+
+
+def test_scan_lines_longer_than_a_block(tmp_path):
+    path = tmp_path / "r.jsonl"
+    big = b'{"a":"' + b"x" * 5000 + b'"}\n'
+    path.write_bytes(big + b'{"b":1}\n' + big + b'{"c":')
+    good, bad = _scan(path, block=64)
+    assert b"".join(g[0] for g in good) == big + b'{"b":1}\n' + big
+    assert sum(g[1] for g in good) == 3 and [(b.lineno, b.torn) for b in bad] == [(4, True)]
