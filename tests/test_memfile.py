@@ -279,3 +279,23 @@ def test_skip_with_values_beyond_64_bits(tmp_path):
     f(2.5e300)
     f(2.5e300)
     assert calls == [2**70, 2.5e300]
+
+
+def test_skip_indexes_once_then_reads_only_the_appended_tail(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"a":1,"r":10}\n')
+    calls = []
+
+    @memfile(path, skip=True)
+    def f(a: int) -> dict:
+        calls.append(a)
+        return {"r": a * 10}
+
+    assert f(1) == {"r": 10} and calls == []
+    # rewrite the indexed part in place: a reader of the whole file would now find a=2
+    with open(path, "r+b") as fh:
+        fh.write(b'{"a":2,"r":99}\n')
+    with open(path, "ab") as fh:  # and append a new record, which must be picked up
+        fh.write(b'{"a":3,"r":30}\n')
+    assert f(3) == {"r": 30}
+    assert f(2) == {"r": 20} and calls == [2]
