@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python scripts/bench_memfile.py [--quick] [--dir DIR]
 
-Targets (each printed with the measured figure and its ratio):
+Targets (each printed with the measured figure and its ratio; for the ratios each side
+takes its best of several interleaved rounds, as the machine may be shared and noisy):
 
 1. One process: memfile calls (decorator, binding, serialization, lock, write) reach
    >= 1/4 of the raw limit: one held O_APPEND descriptor, os.write of the same
@@ -21,7 +22,6 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +72,7 @@ def bench_single(folder: str, n: int, rounds: int) -> None:
     for r in range(rounds):  # interleaved, so both see the same machine
         raws.append(raw_limit(os.path.join(folder, f"raw{r}.jsonl"), n))
         mems.append(memfile_rate(os.path.join(folder, f"mem{r}.jsonl"), n))
-    raw, mem = statistics.median(raws), statistics.median(mems)
+    raw, mem = max(raws), max(mems)  # the best round of each: the least disturbed
     print(f"1. one process: memfile {mem / 1e3:.0f}k records/s ({1e6 / mem:.2f} us/call), "
           f"raw os.write limit {raw / 1e3:.0f}k/s ({1e6 / raw:.2f} us); "
           f"ratio {mem / raw:.3f} (target >= 0.25) {'OK' if mem / raw >= 0.25 else 'MISSED'}")
@@ -132,10 +132,12 @@ def bench_processes(folder: str, procs: int, n: int) -> None:
     size = os.path.getsize(path) / lines
     waits.sort()
     p50, p99 = waits[len(waits) // 2], waits[int(len(waits) * 0.99)]
+    p999, worst = waits[int(len(waits) * 0.999)], waits[-1]
     ok = rate >= 100_000 and corrupt == 0 and lines == procs * n
     print(f"2. {procs} writer processes: {rate / 1e3:.0f}k records/s of {size:.0f} B "
           f"(ratio to target 100k/s: {rate / 1e5:.2f}), {lines} lines, {corrupt} corrupt; "
-          f"lock wait p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us "
+          f"lock wait p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us, "
+          f"p99.9 {p999 * 1e6:.0f} us, max {worst * 1e3:.1f} ms "
           f"{'OK' if ok else 'MISSED'}")
 
 
@@ -192,7 +194,7 @@ def bench_merge(folder: str, shards: int, records: int, rounds: int) -> None:
         merges.append(total / (time.perf_counter() - t))
         assert report.records == shards * records and not report.bad
         os.remove(out)
-    cat, mer = statistics.median(cats), statistics.median(merges)
+    cat, mer = max(cats), max(merges)  # the best round of each: the least disturbed
     print(f"4. merge {shards} shards x {records // 1000}k records ({total / 1e6:.0f} MB), every "
           f"line validated: {mer / 1e6:.0f} MB/s, cat {cat / 1e6:.0f} MB/s; ratio {mer / cat:.2f} "
           f"(target >= 0.25) {'OK' if mer / cat >= 0.25 else 'MISSED'}")
@@ -211,7 +213,7 @@ def main() -> None:
         bench_single(folder, 20_000 if q else 200_000, 3 if q else 5)
         bench_processes(folder, 8, 5_000 if q else 50_000)
         bench_skip(folder, 10_000 if q else 100_000, 10_000 if q else 100_000)
-        bench_merge(folder, 10, 10_000 if q else 100_000, 3)
+        bench_merge(folder, 10, 10_000 if q else 100_000, 3 if q else 5)
     finally:
         shutil.rmtree(folder)
 
