@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import queue
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +118,7 @@ def merge(
     corrupt: str | os.PathLike[str] | None = None,
     errors: Errors = "warn",
     lock: str = "auto",
+    durable: bool = False,
 ) -> MergeReport:
     """Combine ``inputs`` (files, shard folders, shard-mode targets) into ``output``.
 
@@ -127,28 +130,32 @@ def merge(
     take it) is held while the merged records are written back into that same
     file, so writers that are still appending to it wait, then carry on, and no
     record is lost.
+
+    Inputs are never modified, so a merge cut short by a crash can simply be run
+    again. ``durable=True`` flushes the output to disk before it replaces the old
+    one: use it before deleting the inputs.
     """
     out = os.path.abspath(os.fspath(output))
     report = MergeReport(output=out, inputs=_inputs(inputs))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     live = os.path.exists(out) and os.path.realpath(out) in map(os.path.realpath, report.inputs)
     if not live:
-        return _merge(out, report, dedupe, corrupt, errors, None)
+        return _merge(out, report, dedupe, corrupt, errors, None, durable)
     # the output is also an input that memfile writers may be appending to: hold their lock
     # and rewrite the file in place (they keep appending to the same file afterwards)
     with locking.hold(out, lock) as fd:
-        return _merge(out, report, dedupe, corrupt, errors, fd)
+        return _merge(out, report, dedupe, corrupt, errors, fd, durable)
 
 
 def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
            corrupt: str | os.PathLike[str] | None, errors: Errors,
-           out_fd: int | None) -> MergeReport:
+           out_fd: int | None, durable: bool) -> MergeReport:
     dedup = _Dedupe(dedupe) if dedupe else None
     folder = os.path.dirname(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder)
     side: IO[bytes] | None = None
     try:
-        with os.fdopen(fd, "wb", buffering=0) as dst:
+        with os.fdopen(fd, "wb", buffering=0) as raw, _Writer(raw) as dst:
             for name in report.inputs:
                 same = out_fd is not None and os.path.realpath(name) == os.path.realpath(out)
                 for item in scan(name, fd=out_fd if same else None):
@@ -173,7 +180,9 @@ def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
                     dst.write(block)
                     report.records += count
                     report.bytes += len(block)
-            os.fsync(dst.fileno())
+            dst.close()
+            if durable or out_fd is not None:  # the live output is rewritten from tmp
+                os.fsync(raw.fileno())
         if out_fd is None:
             os.replace(tmp, out)
             return report
@@ -185,6 +194,50 @@ def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
             side.close()
     _rewrite(out_fd, tmp)
     return report
+
+
+class _Writer:
+    """Writes blocks in a thread of its own, so that the copy into the output (which
+    releases the GIL) overlaps the validation of the next block. At most ``DEPTH``
+    blocks wait, so memory stays bounded."""
+
+    DEPTH = 2
+
+    def __init__(self, dst: IO[bytes]) -> None:
+        self._dst = dst
+        self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="memo-merge-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._dst.write(block)
+                except BaseException as exc:  # reported by the next write() or close()
+                    self._error = exc
+
+    def write(self, block: memoryview | bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(block)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def _rewrite(fd: int, tmp: str) -> None:
@@ -206,13 +259,14 @@ def _rewrite(fd: int, tmp: str) -> None:
 
 
 def main(output: str, inputs: Sequence[str], *, dedupe: bool | Sequence[str] = False,
-         corrupt: str | None = None, quiet: bool = False) -> int:
+         corrupt: str | None = None, quiet: bool = False, durable: bool = False) -> int:
     missing = [p for p in inputs if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
     if missing:
         for p in missing:
             print(f"memo merge: {p}: no such file or shard folder", file=sys.stderr)
         return 2
-    report = merge(output, inputs, dedupe=dedupe, corrupt=corrupt, errors="ignore")
+    report = merge(output, inputs, dedupe=dedupe, corrupt=corrupt, errors="ignore",
+                   durable=durable)
     for bad in report.bad:
         print(bad, file=sys.stderr)
     if not quiet:
@@ -234,6 +288,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="de-duplicate by these keys (repeatable), keeping the first record")
     p.add_argument("--corrupt", metavar="FILE", default=None,
                    help="also write the corrupt lines to FILE")
+    p.add_argument("--durable", action="store_true",
+                   help="flush OUT to disk before it replaces the old one (before deleting IN)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(handler=lambda a: main(
-        a.output, a.inputs, dedupe=a.key or a.dedupe, corrupt=a.corrupt, quiet=a.quiet))
+        a.output, a.inputs, dedupe=a.key or a.dedupe, corrupt=a.corrupt, quiet=a.quiet,
+        durable=a.durable))
