@@ -143,7 +143,7 @@ def bench_processes(folder: str, procs: int, n: int) -> None:
 
 # 3. skip check ----------------------------------------------------------------------------
 
-def bench_skip(folder: str, records: int, calls: int) -> None:
+def bench_skip(folder: str, records: int, calls: int, rounds: int) -> None:
     path = os.path.join(folder, "skip.jsonl")
     with open(path, "wb") as f:
         f.writelines(_line(0, i) for i in range(records))
@@ -158,10 +158,12 @@ def bench_skip(folder: str, records: int, calls: int) -> None:
     sweep_skip(0, 0, 0.5)  # the first call indexes the file
     index_time = time.perf_counter() - t
     rng = range(0, records, max(1, records // calls))
-    t = time.perf_counter()
-    for i in rng:
-        sweep_skip(0, i, 0.5)
-    per_call = (time.perf_counter() - t) / len(rng)
+    per_call = float("inf")
+    for _ in range(rounds):  # the best round: the least disturbed
+        t = time.perf_counter()
+        for i in rng:
+            sweep_skip(0, i, 0.5)
+        per_call = min(per_call, (time.perf_counter() - t) / len(rng))
     assert not ran, "a recorded call ran again"
     print(f"3. skip check, {records // 1000}k records in the file: {per_call * 1e6:.2f} us/call "
           f"(indexing once: {index_time:.2f} s); ratio to target 5 us: "
@@ -212,7 +214,7 @@ def main() -> None:
               f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
         bench_single(folder, 20_000 if q else 200_000, 3 if q else 5)
         bench_processes(folder, 8, 5_000 if q else 50_000)
-        bench_skip(folder, 10_000 if q else 100_000, 10_000 if q else 100_000)
+        bench_skip(folder, 10_000 if q else 100_000, 10_000 if q else 100_000, 3 if q else 5)
         bench_merge(folder, 10, 10_000 if q else 100_000, 3 if q else 5)
     finally:
         shutil.rmtree(folder)
