@@ -81,8 +81,9 @@ APPENDER = textwrap.dedent("""
     import sys, time
     from memo import memfile
     f = memfile(sys.argv[1])(lambda i: {"pad": "z" * (i * 7919 % 3000)})
+    f(0)
     print("ready", flush=True)
-    for i in range(1000000):
+    for i in range(1, 1000000):
         f(i)
         if i % 20 == 0:
             time.sleep(0.0005)  # keep the file small: the merges must overlap the writes
