@@ -1,9 +1,11 @@
 """memo: decorators that turn a sweep over a parameter grid into a table of results."""
 
+from .check import check
 from .context import capture_context, memutils, run_context
 from .errors import ignore_error
 from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
+from .merge import merge
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
 from .runner import Failure, RunError, Runner, RunReport
@@ -30,10 +32,12 @@ __all__ = [
     "WriteError",
     "capture_context",
     "capture_time",
+    "check",
     "grid",
     "ignore_error",
     "load",
     "memfile",
+    "merge",
     "memfunc",
     "memlist",
     "memutils",

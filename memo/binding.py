@@ -25,7 +25,7 @@ class Binder:
 
     __slots__ = (
         "func", "signature", "_pos", "_kwonly", "_varpos", "_varkw", "_defaults",
-        "_keep", "_drop_first", "_names", "_include",
+        "_keep", "_drop_first", "_names", "_include", "_plain",
     )
 
     def __init__(
@@ -77,6 +77,13 @@ class Binder:
             def keep(name: str) -> bool:
                 return name not in hidden
         self._keep: Callable[[str], bool] = keep
+        # every parameter is positional-or-keyword and recorded: calls that pass exactly
+        # those (all positionally, or all by name) take a shortcut in bind()
+        self._plain = (
+            not self._kwonly and self._varpos is None and self._varkw is None
+            and not self._drop_first and all(keep(n) for n in self._pos)
+            and all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        )
 
     @property
     def has_varkw(self) -> bool:
@@ -109,8 +116,18 @@ class Binder:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The record's argument part for ``func(*args, **kwargs)``."""
-        pos, keep, defaults = self._pos, self._keep, self._defaults
+        pos = self._pos
         n = len(args)
+        if self._plain:
+            if not kwargs:
+                if n == len(pos):
+                    return dict(zip(pos, args))
+            elif not n and len(kwargs) == len(pos):
+                try:
+                    return {name: kwargs[name] for name in pos}
+                except KeyError:
+                    pass
+        keep, defaults = self._keep, self._defaults
         if n > len(pos) and self._varpos is None:
             self._strict(args, kwargs)
         out: dict[str, Any] = {}

@@ -67,18 +67,24 @@ def recorder(
             names, optional = binder.identity()
             index = SkipIndex(names, optional=optional, retry_failed=retry_failed)
         bind, write = binder.bind, sink.write
+        refresh = getattr(sink, "refresh", None)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             params = bind(args, kwargs)
             if index is not None:
                 with index.lock:
-                    sink.refresh(index)  # type: ignore[attr-defined]
-                    stored = index.lookup(params)
+                    refresh(index)
+                    stored = index.result(params)
                 if stored is not None:
-                    return {k: v for k, v in stored.items() if k not in params}
+                    return stored
             result = func(*args, **kwargs)
-            record = merge(params, as_mapping(result, name), name)
+            if type(result) is dict:  # the common case, without the checks' calls
+                record = {**params, **result}
+                if len(record) != len(params) + len(result):
+                    record = merge(params, result, name)  # raises KeyCollisionError
+            else:
+                record = merge(params, as_mapping(result, name), name)
             try:
                 write(record)
             except SerializationError as exc:

@@ -1,18 +1,33 @@
-"""Reading memo JSONL files: streaming, tolerant of torn and corrupt lines."""
+"""Reading memo JSONL files: streaming, tolerant of torn and corrupt lines.
+
+* :func:`iter_records` yields the records of a file (or of a shard folder, or of a
+  target together with its shards), reporting bad lines with file and line number.
+* :func:`scan` validates a file in large blocks without building the records (what
+  ``memo check`` and ``memo merge`` use): every line must be one JSON object.
+* :class:`Tail` follows a file that others keep appending to (for ``skip=True``).
+"""
 
 from __future__ import annotations
 
+import codecs
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import serialize
+import msgspec
 
-__all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records"]
+from . import serialize
+from .shardfile import sources
+
+__all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records", "scan"]
 
 Errors = Literal["warn", "raise", "ignore"]
+
+BLOCK = 4 << 20
+_monotonic = time.monotonic  # bytes read and validated at a time by scan()
 
 
 class CorruptLineWarning(UserWarning):
@@ -27,6 +42,7 @@ class BadLine:
     lineno: int
     reason: str
     torn: bool = False  # the last line, without its newline: a writer is writing or died
+    data: bytes = b""
 
     def __str__(self) -> str:
         what = "incomplete last line" if self.torn else "corrupt line"
@@ -43,11 +59,7 @@ def _decode(raw: bytes, path: str, lineno: int) -> dict[str, Any] | BadLine:
     return obj
 
 
-def iter_records(
-    path: str | os.PathLike[str], *, errors: Errors = "warn"
-) -> Iterator[dict[str, Any]]:
-    """Yield each record of a memo JSONL file in order, reporting bad lines per ``errors``."""
-    name = os.fspath(path)
+def _iter_file(name: str, errors: Errors) -> Iterator[dict[str, Any]]:
     with open(name, "rb") as f:
         lineno = 0
         for raw in f:
@@ -62,37 +74,181 @@ def iter_records(
                 if errors == "raise":
                     raise ValueError(str(item))
                 if errors == "warn":
-                    warnings.warn(str(item), CorruptLineWarning, stacklevel=2)
+                    warnings.warn(str(item), CorruptLineWarning, stacklevel=3)
                 continue
             yield item
 
 
+def iter_records(
+    path: str | os.PathLike[str], *, errors: Errors = "warn"
+) -> Iterator[dict[str, Any]]:
+    """Yield each record of a memo JSONL file in order, reporting bad lines per ``errors``.
+
+    ``path`` may also be a shard folder, or the target of a shard-mode memfile:
+    the target's own records come first, then each shard's (see :mod:`memo.shardfile`).
+    """
+    for name in sources(path):
+        yield from _iter_file(name, errors)
+
+
+class _Object(msgspec.Struct):
+    """Any JSON object; its members are checked for syntax and skipped."""
+
+
+_validate = msgspec.json.Decoder(_Object)
+
+
+def _check_line(raw: bytes) -> str | None:
+    """Why ``raw`` (one line, no newline) is not a JSON object, or None if it is one."""
+    try:
+        _validate.decode(raw)
+        raw.decode("utf-8")
+    except msgspec.ValidationError:
+        return "not a JSON object"
+    except msgspec.DecodeError as exc:
+        return str(exc)
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    return None
+
+
+def scan(path: str | os.PathLike[str], *, end: int | None = None, block: int = BLOCK,
+         fd: int | None = None) -> Iterator[tuple[memoryview | bytes, int] | BadLine]:
+    """Validate a file in blocks: yields ``(lines, count)`` of whole good lines, or a BadLine.
+
+    ``lines`` are the file's bytes, verbatim (a memoryview or bytes), for ``count``
+    consecutive valid lines (blank lines dropped). Only the first ``end`` bytes are
+    read (default: the size when the scan starts, so lines appended meanwhile are
+    left for next time); a last line without its newline is reported as a torn
+    BadLine. With ``fd``, the file is read through that open descriptor (left open).
+    """
+    name = os.fspath(path)
+    own = fd is None
+    if own:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stop = os.fstat(fd).st_size if end is None else end
+        pos, lineno, size = 0, 0, block
+        while pos < stop:
+            want = min(size, stop - pos)
+            data = os.pread(fd, want, pos)
+            if not data:
+                break
+            cut = data.rfind(b"\n") + 1
+            if not cut:  # no newline yet: a line longer than the block, or the torn end
+                if len(data) < want or pos + len(data) >= stop:
+                    reason = _check_line(data) or "no newline at the end"
+                    yield BadLine(name, lineno + 1, reason, torn=True, data=data)
+                    break
+                size *= 2
+                continue
+            items, lines = _scan_block(data, cut, name, lineno)
+            yield from items
+            lineno += lines
+            pos += cut  # the part after the last newline is read again with the next block
+            size = block
+    finally:
+        if own:
+            os.close(fd)
+
+
+def _scan_block(data: bytes, cut: int, name: str,
+                lineno: int) -> tuple[list[tuple[memoryview | bytes, int] | BadLine], int]:
+    """The good runs and bad lines of ``data[:cut]`` (whole lines), and its number of lines."""
+    n = data.count(b"\n", 0, cut)
+    view = memoryview(data)[:cut]
+    try:  # the fast path: one bulk decode, objects skipped as they are checked
+        if len(_validate.decode_lines(view)) == n and (
+                data.isascii() or codecs.decode(view, "utf-8")):
+            return [(view, n)], n
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    items: list[tuple[memoryview | bytes, int] | BadLine] = []
+    good: list[bytes] = []
+    for i, raw in enumerate(data[:cut].split(b"\n")[:-1], start=lineno + 1):
+        if not raw.strip():
+            continue
+        reason = _check_line(raw)
+        if reason is None:
+            good.append(raw)
+            continue
+        if good:
+            items.append((b"\n".join(good) + b"\n", len(good)))
+            good = []
+        items.append(BadLine(name, i, reason, data=raw))
+    if good:
+        items.append((b"\n".join(good) + b"\n", len(good)))
+    return items, n
+
+
 class Tail:
-    """Follows a file that others append to: each call returns the new complete lines."""
+    """Follows a file that others append to: each call returns the new complete lines.
+
+    ``RECHECK``: seconds between checks that the path still names the same file.
+
+    The file stays open between calls (no open/close per call, which would also
+    drop this process's POSIX locks on the file); it is reopened when the path
+    is replaced or cut.
+    """
+
+    RECHECK = 0.05
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.offset = 0
         self._ident: tuple[int, int] | None = None
+        self._fd = -1
+        self._recheck = 0.0
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
 
     def read_new(self) -> tuple[bool, list[dict[str, Any]]]:
-        """``(reset, records)``: ``reset`` when the file was replaced or cut since last time."""
+        """``(reset, records)``: ``reset`` when the file was replaced or cut since last time.
+
+        Between looks at the path (at most ``RECHECK`` seconds apart) only the open
+        file's size is checked, which is cheaper than resolving the path.
+        """
+        if self._fd >= 0:
+            now = _monotonic()
+            if now < self._recheck:
+                size = os.fstat(self._fd).st_size
+                if size == self.offset:
+                    return False, []
+                if size > self.offset:
+                    return False, self._read(size)
+            self._recheck = now + self.RECHECK
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            reset = self.offset > 0
+            reset = self._ident is not None
+            self._close()
             self.offset, self._ident = 0, None
             return reset, []
+        size = st.st_size
+        if size == self.offset and self._ident is not None and \
+                st.st_ino == self._ident[1] and st.st_dev == self._ident[0]:
+            return False, []
         reset = False
         ident = (st.st_dev, st.st_ino)
-        if ident != self._ident or st.st_size < self.offset:
+        if ident != self._ident or size < self.offset:
             reset = self._ident is not None
-            self._ident, self.offset = ident, 0
-        if st.st_size == self.offset:
+            self._close()
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self.offset, self._ident = 0, None
+                return reset, []
+            st = os.fstat(self._fd)
+            self._ident, self.offset, size = (st.st_dev, st.st_ino), 0, st.st_size
+        if size <= self.offset:
             return reset, []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(st.st_size - self.offset)
+        return reset, self._read(size)
+
+    def _read(self, size: int) -> list[dict[str, Any]]:
+        chunk = os.pread(self._fd, size - self.offset, self.offset)
         end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written waits
         records = []
         for raw in chunk[:end].splitlines():
@@ -101,4 +257,10 @@ class Tail:
                 if isinstance(item, dict):
                     records.append(item)
         self.offset += end
-        return reset, records
+        return records
+
+    def __del__(self) -> None:
+        try:
+            self._close()
+        except OSError:
+            pass

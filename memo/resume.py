@@ -17,7 +17,9 @@ do not count as done unless ``retry_failed=False``, so a resumed sweep retries t
 from __future__ import annotations
 
 import math
+import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,17 +46,19 @@ def _canon(v: Any) -> Any:
     return _canon(orjson.loads(serialize.dumps(v)))
 
 
-_sorted_encoder = msgspec.json.Encoder(order="sorted")
+_PLAIN = frozenset({str, int, bool, type(None)})  # already canonical
 _ABSENT = {"$absent": True}  # an argument the call did not pass (only with **kwargs)
+_dumps, _SORT = orjson.dumps, orjson.OPT_SORT_KEYS
 
 
 def canonical_key(values: Iterable[Any]) -> bytes:
     """The identity of a sequence of argument values, as bytes."""
-    canon = [_canon(v) for v in values]
+    canon = [v if type(v) in _PLAIN or (  # finite, non-integral floats are canonical
+        type(v) is float and v - v == 0 and not v.is_integer()) else _canon(v) for v in values]
     try:
-        return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers above 64 bits
-        return _sorted_encoder.encode(canon)
+        return _dumps(canon, option=_SORT)
+    except TypeError:  # integers beyond 64 bits
+        return msgspec.json.encode(canon, order="sorted")
 
 
 class SkipIndex:
@@ -74,12 +78,16 @@ class SkipIndex:
         self.retry_failed = retry_failed
         self.lock = threading.Lock()
         self._by_key: dict[bytes, Mapping[str, Any]] = {}
+        self._results: dict[bytes, dict[str, Any]] = {}  # each record minus its arguments
+        self._name_set = frozenset(names)
+        _LIVE.add(self)
 
     def __len__(self) -> int:
         return len(self._by_key)
 
     def clear(self) -> None:
         self._by_key.clear()
+        self._results.clear()
 
     def _key(self, mapping: Mapping[str, Any]) -> bytes:
         if self.optional:
@@ -97,7 +105,25 @@ class SkipIndex:
         except KeyError:
             return
         self._by_key[key] = record
+        names = self._name_set
+        self._results[key] = {k: v for k, v in record.items() if k not in names}
 
     def lookup(self, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The stored record for the call whose bound arguments are ``params``, if any."""
         return self._by_key.get(self._key(params))
+
+    def result(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What the recorded call returned (its record minus the arguments), if any."""
+        cached = self._results.get(self._key(params))
+        return None if cached is None else dict(cached)
+
+
+_LIVE: weakref.WeakSet[SkipIndex] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for index in list(_LIVE):
+        index.lock = threading.Lock()  # a thread of the parent may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,83 @@
+"""``memo check PATH...``: is every line of these memo files a whole record?
+
+Streams each file in large blocks (constant memory) and reports every line that
+is not one JSON object, with file and line number. A torn last line (a writer
+still writing, or one that died mid-line) is reported as incomplete. Exits 0
+when every line is a record, 1 when any line is not, 2 when a path is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .reader import BadLine, scan
+from .shardfile import sources
+
+__all__ = ["CheckReport", "check", "main", "register"]
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check` found."""
+
+    files: list[str] = field(default_factory=list)
+    records: int = 0
+    bad: list[BadLine] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every line of every file is a whole record."""
+        return not self.bad
+
+    @property
+    def corrupt(self) -> int:
+        return sum(not b.torn for b in self.bad)
+
+    @property
+    def incomplete(self) -> int:
+        return sum(b.torn for b in self.bad)
+
+    def __str__(self) -> str:
+        return (f"{self.records} records in {len(self.files)} file(s); "
+                f"{self.corrupt} corrupt line(s), {self.incomplete} incomplete last line(s)")
+
+
+def check(*paths: str | os.PathLike[str]) -> CheckReport:
+    """Validate every line of each path (a file, a shard folder, or a shard-mode target)."""
+    report = CheckReport()
+    for path in paths:
+        for name in sources(path):
+            report.files.append(name)
+            for item in scan(name):
+                if isinstance(item, BadLine):
+                    report.bad.append(item)
+                else:
+                    report.records += item[1]
+    return report
+
+
+def main(paths: Sequence[str], quiet: bool = False) -> int:
+    missing = [p for p in paths if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
+    for p in missing:
+        print(f"memo check: {p}: no such file or shard folder", file=sys.stderr)
+    report = check(*(p for p in paths if p not in missing))
+    for bad in report.bad:
+        print(bad)
+    if not quiet:
+        print(report, file=sys.stderr)
+    return 2 if missing else 0 if report.ok else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "check", help="report lines of memo files that are not whole records",
+        description="Stream memo JSONL files (or shard folders) and report every line that "
+                    "is not one JSON object, with file and line number. Exit status 1 when "
+                    "there is any, 2 when a path is missing.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="memo file or shard folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    p.set_defaults(handler=lambda a: main(a.paths, quiet=a.quiet))

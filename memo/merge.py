@@ -1,0 +1,296 @@
+"""``memo.merge`` and ``memo merge OUT IN...``: many memo files and shards into one file.
+
+* Streaming, in constant memory: inputs are read and validated in large blocks
+  (:func:`memo.reader.scan`) and valid lines are copied verbatim.
+* Every line is validated; lines that are not one JSON object are reported with
+  file and line number and skipped, or written to a side file (``corrupt=``).
+* Safe while writers still append: each input is read up to its size when the
+  merge reaches it, and only whole lines are taken; a last line still being
+  written is reported as incomplete and left for the next merge.
+* Idempotent: the output is written to a temporary file beside it and moved into
+  place, so merging the same inputs again gives the same file. The output may be
+  one of the inputs, even one that memfile writers still append to: then their
+  lock is held while the merged records are written back into that same file.
+  ``dedupe=True`` drops repeated identical records;
+  ``dedupe=["class_size", "n_sim"]`` keeps the first record for each value of
+  those keys (a record with ``status == "error"`` never hides a later one, and
+  records without those keys are only de-duplicated as exact copies), so a
+  file can be merged with new shards again and again without growing twice.
+  Only de-duplication keeps state (16 bytes per distinct record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import queue
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+
+from . import locking
+from .reader import BLOCK, BadLine, CorruptLineWarning, Errors, scan
+from .resume import canonical_key
+from .shardfile import sources
+
+__all__ = ["MergeReport", "main", "merge", "register"]
+
+
+@dataclass
+class MergeReport:
+    """Counts of what :func:`merge` did."""
+
+    output: str
+    inputs: list[str] = field(default_factory=list)
+    records: int = 0  # written to the output
+    duplicates: int = 0  # dropped by dedupe
+    bytes: int = 0  # of records written
+    bad: list[BadLine] = field(default_factory=list)
+
+    @property
+    def corrupt(self) -> int:
+        return sum(not b.torn for b in self.bad)
+
+    @property
+    def incomplete(self) -> int:
+        return sum(b.torn for b in self.bad)
+
+    def __str__(self) -> str:
+        return (f"merged {self.records} records from {len(self.inputs)} file(s) into "
+                f"{self.output}; {self.duplicates} duplicate(s) dropped, "
+                f"{self.corrupt} corrupt line(s) skipped, "
+                f"{self.incomplete} incomplete last line(s) left")
+
+
+class _Dedupe:
+    def __init__(self, keys: bool | Sequence[str]) -> None:
+        self.names = None if keys is True else list(keys)  # type: ignore[arg-type]
+        self.seen: set[bytes] = set()
+
+    def filter(self, block: bytes) -> tuple[list[bytes], int]:
+        kept, dropped, seen = [], 0, self.seen
+        for raw in block.split(b"\n")[:-1]:
+            if self.names is None:
+                ident = hashlib.blake2b(raw, digest_size=16).digest()
+            else:
+                record = orjson.loads(raw)
+                try:
+                    # a failed call does not hide its rerun: only its exact copies go
+                    key = b"=" + raw if record.get("status") == "error" else \
+                        canonical_key([record[n] for n in self.names])
+                except KeyError:  # a record without the identity keys: exact copies only
+                    key = b"=" + raw
+                ident = hashlib.blake2b(key, digest_size=16).digest()
+            if ident in seen:
+                dropped += 1
+            else:
+                seen.add(ident)
+                kept.append(raw)
+        return kept, dropped
+
+
+def _inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: list[str] = []
+    seen: set[str] = set()
+    for item in inputs:
+        for name in sources(item):
+            real = os.path.realpath(name)
+            if real not in seen:  # a file named twice (or via its folder) is read once
+                seen.add(real)
+                files.append(name)
+    return files
+
+
+def merge(
+    output: str | os.PathLike[str],
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    dedupe: bool | Sequence[str] = False,
+    corrupt: str | os.PathLike[str] | None = None,
+    errors: Errors = "warn",
+    lock: str = "auto",
+    durable: bool = False,
+) -> MergeReport:
+    """Combine ``inputs`` (files, shard folders, shard-mode targets) into ``output``.
+
+    Returns a :class:`MergeReport`. Bad lines are reported per ``errors`` (``"warn"``
+    with :class:`memo.CorruptLineWarning`, ``"raise"``, ``"ignore"``; they are in
+    the report either way) and skipped; with ``corrupt=PATH`` the corrupt lines
+    are also written, one per line, to that side file. When ``output`` is also
+    one of the inputs, the memfile writers' lock on it (mode ``lock``, as they
+    take it) is held while the merged records are written back into that same
+    file, so writers that are still appending to it wait, then carry on, and no
+    record is lost.
+
+    Inputs are never modified, so a merge cut short by a crash can simply be run
+    again. ``durable=True`` flushes the output to disk before it replaces the old
+    one: use it before deleting the inputs.
+    """
+    out = os.path.abspath(os.fspath(output))
+    report = MergeReport(output=out, inputs=_inputs(inputs))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    live = os.path.exists(out) and os.path.realpath(out) in map(os.path.realpath, report.inputs)
+    if not live:
+        return _merge(out, report, dedupe, corrupt, errors, None, durable)
+    # the output is also an input that memfile writers may be appending to: hold their lock
+    # and rewrite the file in place (they keep appending to the same file afterwards)
+    with locking.hold(out, lock) as fd:
+        return _merge(out, report, dedupe, corrupt, errors, fd, durable)
+
+
+def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
+           corrupt: str | os.PathLike[str] | None, errors: Errors,
+           out_fd: int | None, durable: bool) -> MergeReport:
+    dedup = _Dedupe(dedupe) if dedupe else None
+    folder = os.path.dirname(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder)
+    side: IO[bytes] | None = None
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as raw, _Writer(raw) as dst:
+            for name in report.inputs:
+                same = out_fd is not None and os.path.realpath(name) == os.path.realpath(out)
+                for item in scan(name, fd=out_fd if same else None):
+                    if isinstance(item, BadLine):
+                        report.bad.append(item)
+                        if errors == "raise":
+                            raise ValueError(str(item))
+                        if errors == "warn":
+                            warnings.warn(str(item), CorruptLineWarning, stacklevel=2)
+                        if corrupt is not None and not item.torn:
+                            if side is None:
+                                side = open(corrupt, "ab")  # noqa: SIM115
+                            side.write(item.data + b"\n")
+                        continue
+                    block, count = item
+                    if dedup is not None:
+                        kept, dropped = dedup.filter(bytes(block))
+                        report.duplicates += dropped
+                        if not kept:
+                            continue
+                        block, count = b"\n".join(kept) + b"\n", len(kept)
+                    dst.write(block)
+                    report.records += count
+                    report.bytes += len(block)
+            dst.close()
+            if durable or out_fd is not None:  # the live output is rewritten from tmp
+                os.fsync(raw.fileno())
+        if out_fd is None:
+            os.replace(tmp, out)
+            return report
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        if side is not None:
+            side.close()
+    _rewrite(out_fd, tmp)
+    return report
+
+
+class _Writer:
+    """Writes blocks in a thread of its own, so that the copy into the output (which
+    releases the GIL) overlaps the validation of the next block. At most ``DEPTH``
+    blocks wait, so memory stays bounded."""
+
+    DEPTH = 2
+
+    def __init__(self, dst: IO[bytes]) -> None:
+        self._dst = dst
+        self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="memo-merge-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._dst.write(block)
+                except BaseException as exc:  # reported by the next write() or close()
+                    self._error = exc
+
+    def write(self, block: memoryview | bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(block)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+def _rewrite(fd: int, tmp: str) -> None:
+    """Put the merged ``tmp`` into the live output's own inode (writers hold descriptors of it)."""
+    with open(tmp, "rb") as src:
+        size = os.fstat(src.fileno()).st_size
+        os.ftruncate(fd, 0)
+        done = 0
+        while done < size:  # if this fails, the complete merge is still in tmp
+            chunk = src.read(BLOCK)
+            if not chunk:
+                raise OSError(f"could not copy the merged records from {tmp}")
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            done += len(chunk)
+        os.fsync(fd)
+    os.unlink(tmp)
+
+
+def main(output: str, inputs: Sequence[str], *, dedupe: bool | Sequence[str] = False,
+         corrupt: str | None = None, quiet: bool = False, durable: bool = False) -> int:
+    missing = [p for p in inputs if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
+    if missing:
+        for p in missing:
+            print(f"memo merge: {p}: no such file or shard folder", file=sys.stderr)
+        return 2
+    report = merge(output, inputs, dedupe=dedupe, corrupt=corrupt, errors="ignore",
+                   durable=durable)
+    for bad in report.bad:
+        print(bad, file=sys.stderr)
+    if not quiet:
+        print(report, file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "merge", help="combine memo files and shard folders into one file",
+        description="Combine memo JSONL files and shard folders into OUT, validating every "
+                    "line; corrupt lines are reported and skipped. OUT is replaced "
+                    "atomically and may also be an input.")
+    p.add_argument("output", metavar="OUT", help="the merged JSONL file to write")
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="memo file, shard folder, or target of a shard-mode memfile")
+    p.add_argument("--dedupe", action="store_true", help="drop repeated identical records")
+    p.add_argument("--key", action="append", metavar="NAME", default=None,
+                   help="de-duplicate by these keys (repeatable), keeping the first record")
+    p.add_argument("--corrupt", metavar="FILE", default=None,
+                   help="also write the corrupt lines to FILE")
+    p.add_argument("--durable", action="store_true",
+                   help="flush OUT to disk before it replaces the old one (before deleting IN)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    p.set_defaults(handler=lambda a: main(
+        a.output, a.inputs, dedupe=a.key or a.dedupe, corrupt=a.corrupt, quiet=a.quiet,
+        durable=a.durable))

@@ -1,0 +1,143 @@
+"""AppendWriter: whole lines only, torn tails ended, short writes rolled back, fork safety."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from memo.writer import AppendWriter, WriteError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("mode", ["flock", "posix", "soft", "none"])
+def test_a_torn_fragment_is_ended_before_the_next_line(tmp_path, mode):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"a":1}\n{"a":2,"b":"tor')  # a writer died inside write(2)
+    writer = AppendWriter(path, lock=mode)
+    writer.append(b'{"a":3}\n')
+    writer.append(b'{"a":4}\n')
+    assert path.read_bytes() == b'{"a":1}\n{"a":2,"b":"tor\n{"a":3}\n{"a":4}\n'
+
+
+def test_a_fragment_left_between_our_own_appends_is_ended(tmp_path):
+    path = tmp_path / "log.jsonl"
+    writer = AppendWriter(path)
+    writer.append(b'{"a":1}\n')
+    with open(path, "ab") as f:  # another writer dies mid-line
+        f.write(b'{"a":')
+    writer.append(b'{"a":2}\n')
+    assert path.read_bytes() == b'{"a":1}\n{"a":\n{"a":2}\n'
+
+
+FSIZE = textwrap.dedent("""
+    import resource, sys
+    from memo import memfile, WriteError
+    limit = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    f = memfile(sys.argv[1])(lambda i: {"pad": "p" * 9000})
+    n = 0
+    try:
+        while True:
+            f(n)
+            n += 1
+    except WriteError as exc:
+        print(n)
+        print(exc)
+""")
+
+
+def test_rlimit_fsize_gives_a_clear_error_and_no_partial_line(tmp_path):
+    path = str(tmp_path / "log.jsonl")
+    limit = 100_000  # not a multiple of the line length: the last write is cut short
+    out = subprocess.run([sys.executable, "-c", FSIZE, path, str(limit)], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT}).stdout.splitlines()
+    written, message = int(out[0]), out[1]
+    assert "File too large" in message and path in message and "nothing was written" in message
+    data = open(path, "rb").read()
+    assert len(data) <= limit and data.endswith(b"\n")
+    lines = data.splitlines()
+    assert len(lines) == written > 0
+    assert [json.loads(x)["i"] for x in lines] == list(range(written))
+
+
+def test_a_failed_write_is_rolled_back_and_reported(tmp_path):
+    path = tmp_path / "log.jsonl"
+    writer = AppendWriter(path)
+    writer.append(b'{"a":1}\n')
+    os.close(writer._fd)  # the descriptor goes bad under the writer
+    fd = os.open(os.devnull, os.O_RDONLY)  # and its number now names a read-only file
+    try:
+        assert fd == writer._fd
+        with pytest.raises(OSError):
+            writer.append(b'{"a":2}\n')
+    finally:
+        os.close(fd)
+        writer._fd = -1
+    writer.append(b'{"a":3}\n')
+    assert path.read_bytes() == b'{"a":1}\n{"a":3}\n'
+    assert issubclass(WriteError, OSError)
+
+
+def test_a_forked_child_does_not_share_the_parents_lock(tmp_path):
+    path = tmp_path / "log.jsonl"
+    writer = AppendWriter(path, lock="flock")
+    writer.append(b'{"who":"parent"}\n')
+    inherited = writer._fd
+    fcntl.flock(inherited, fcntl.LOCK_EX)  # the parent is in the middle of an append
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            os.write(w, b"1" if writer._fd == -1 else b"0")
+            writer.append(b'{"who":"child"}\n')  # must wait for the parent's lock
+            os.write(w, b"done")
+        finally:
+            os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"1"  # the inherited descriptor was dropped right after fork
+    time.sleep(0.3)
+    assert path.read_bytes() == b'{"who":"parent"}\n'  # the child is still waiting
+    fcntl.flock(inherited, fcntl.LOCK_UN)
+    assert os.read(r, 4) == b"done"
+    os.close(r)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert path.read_bytes() == b'{"who":"parent"}\n{"who":"child"}\n'
+
+
+def test_threads_share_one_writer(tmp_path):
+    path = tmp_path / "log.jsonl"
+    writer = AppendWriter(path)
+
+    def run(t: int) -> None:
+        for i in range(300):
+            writer.append(json.dumps({"t": t, "i": i, "pad": "q" * (i * 37 % 5000)}).encode()
+                          + b"\n")
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seen = sorted((r["t"], r["i"]) for r in map(json.loads, path.read_bytes().splitlines()))
+    assert seen == [(t, i) for t in range(6) for i in range(300)]
+
+
+def test_durable_and_posix_modes_write_whole_lines(tmp_path):
+    for mode, durable in [("posix", False), ("flock", True), ("soft", True)]:
+        path = tmp_path / f"{mode}.jsonl"
+        writer = AppendWriter(path, lock=mode, durable=durable)
+        for i in range(5):
+            writer.append(b'{"i":%d}\n' % i)
+        writer.close()
+        assert path.read_bytes() == b"".join(b'{"i":%d}\n' % i for i in range(5))
