@@ -41,12 +41,28 @@ def _params(params: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> dict[st
     return {**params, **kwargs}
 
 
+class _Default(int):
+    """The default seed, 0, told apart from a seed someone passed."""
+
+
+_SEED = _Default(0)
+
+
+def _check_seed(seed: Any, where: str) -> None:
+    if seed is not None and not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(
+            f"{where}(seed=...) is the seed of the random order, a whole number, got "
+            f"{type(seed).__name__}; to sweep over a parameter called seed, pass it in a dict "
+            f"first: {where}({{'seed': [1, 2, 3]}}, ...)"
+        )
+
+
 def grid(
     params: Mapping[str, Any] | None = None,
     /,
     *,
     shuffle: bool = False,
-    seed: int | None = 0,
+    seed: int | None = _SEED,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Every combination of the given values, as a list of dicts (the last key varies fastest).
@@ -62,6 +78,12 @@ def grid(
     A parameter that is itself called ``shuffle`` or ``seed`` goes in a dict
     passed first: ``grid({"seed": [1, 2, 3]}, lr=[0.1, 0.01], shuffle=True)``.
     """
+    _check_seed(seed, "grid")
+    if not shuffle and type(seed) is not _Default:
+        raise TypeError(
+            "grid(seed=...) only orders a shuffled grid (shuffle=True); to sweep over a "
+            "parameter called seed, pass it in a dict first: grid({'seed': [1, 2, 3]}, ...)"
+        )
     axes = {name: _axis(name, values) for name, values in _params(params, kwargs).items()}
     settings = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
     if shuffle:
@@ -91,6 +113,7 @@ def random_grid(
     or a fixed value (a string or another non-iterable). Parameters called ``n``
     or ``seed`` go in a dict passed first, as with :func:`grid`.
     """
+    _check_seed(seed, "random_grid")
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"random_grid(n=...) needs a whole number >= 0, got {n!r}")
     rng = random.Random(seed)

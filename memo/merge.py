@@ -33,9 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-import orjson
-
-from . import locking
+from . import locking, serialize
 from .reader import BLOCK, BadLine, CorruptLineWarning, Errors, scan
 from .resume import canonical_key
 from .shardfile import sources
@@ -80,7 +78,7 @@ class _Dedupe:
             if self.names is None:
                 ident = hashlib.blake2b(raw, digest_size=16).digest()
             else:
-                record = orjson.loads(raw)
+                record = serialize.loads(raw)
                 try:
                     # a failed call does not hide its rerun: only its exact copies go
                     key = b"=" + raw if record.get("status") == "error" else \

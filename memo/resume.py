@@ -16,6 +16,7 @@ do not count as done unless ``retry_failed=False``, so a resumed sweep retries t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -43,7 +44,7 @@ def _canon(v: Any) -> Any:
         return [_canon(x) for x in v]
     if t is dict:
         return {k: _canon(x) for k, x in v.items()}
-    return _canon(orjson.loads(serialize.dumps(v)))
+    return _canon(msgspec.json.decode(serialize.dumps(v)))
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})  # already canonical
@@ -81,6 +82,11 @@ class SkipIndex:
         self._results: dict[bytes, dict[str, Any]] = {}  # each record minus its arguments
         self._name_set = frozenset(names)
         _LIVE.add(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[list[str]]]:
+        """Pickled empty: a copy in another process indexes its sink afresh."""
+        return (functools.partial(SkipIndex, optional=self.optional,
+                                  retry_failed=self.retry_failed), (self.names,))
 
     def __len__(self) -> int:
         return len(self._by_key)

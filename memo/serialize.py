@@ -69,6 +69,7 @@ _OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
 _TAGS = ("$float", "$complex", "$bytes")
 NONFINITE_KEY = "$nonfinite"
+_decode = msgspec.json.decode
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 _np: Any
@@ -313,8 +314,11 @@ def restore(obj: Any) -> Any:
 
 
 def loads(data: bytes | str) -> Any:
-    """Decode one JSON document written by :func:`dumps` (``$`` encodings restored)."""
-    obj = orjson.loads(data)
+    """Decode one JSON document written by :func:`dumps` (``$`` encodings restored).
+
+    msgspec decodes, not orjson: orjson reads integers beyond 64 bits as floats.
+    """
+    obj = _decode(data)
     if (b'"$' in data) if isinstance(data, (bytes, bytearray, memoryview)) else ('"$' in data):
         return restore(obj)
     return obj

@@ -12,10 +12,12 @@ with its shards.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
 import weakref
+from typing import Any
 
 from .writer import AppendWriter
 
@@ -76,6 +78,10 @@ class ShardWriter:
         self._writer: AppendWriter | None = None
         self._mutex = threading.Lock()
         _LIVE.add(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its settings: a copy in another process writes a shard of its own."""
+        return (functools.partial(ShardWriter, durable=self.durable), (self.target,))
 
     @property
     def path(self) -> str:

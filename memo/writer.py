@@ -21,10 +21,12 @@ child opens its own on first use.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import threading
 import warnings
 import weakref
+from typing import Any
 
 from . import locking
 
@@ -66,6 +68,11 @@ class AppendWriter:
         self.mode = mode
         self._lockop = locking.lock_function(mode, self.path, self.timeout)
         self._sync = os.fsync if self.durable else os.fdatasync if mode == "posix" else None
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its settings (for cloudpickle, loky, submitit): a copy opens its own file."""
+        return (functools.partial(AppendWriter, durable=self.durable, timeout=self.timeout,
+                                  lock="auto" if self._auto else self.mode), (self.path,))
 
     def __repr__(self) -> str:
         return f"AppendWriter({self.path!r}, lock={self.mode!r}, durable={self.durable})"

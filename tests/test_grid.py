@@ -74,3 +74,13 @@ def test_random_grid():
     assert memo.random_grid(n=0, a=[1]) == []
     with pytest.raises(ValueError):
         memo.random_grid(n=-1, a=[1])
+
+
+def test_a_seed_meant_as_a_parameter_is_not_silently_taken():
+    with pytest.raises(TypeError, match="only orders a shuffled grid"):
+        memo.grid(lr=[0.1], seed=7)
+    with pytest.raises(TypeError, match="pass it in a dict first"):
+        memo.grid(lr=[0.1], seed=[1, 2], shuffle=True)
+    with pytest.raises(TypeError, match="pass it in a dict first"):
+        memo.random_grid(n=2, lr=[0.1], seed=[1, 2])
+    assert memo.grid(a=[1, 2], shuffle=True, seed=None)  # unseeded, for one process

@@ -185,6 +185,9 @@ def test_bytes_roundtrip():
 
 
 def test_big_ints():
+    big = 12345678901234567890123456789  # not exactly representable as a float
+    assert roundtrip(big) == big and type(roundtrip(big)) is int
+    assert roundtrip([big, -big]) == [big, -big]
     assert roundtrip(2**70) == 2**70
     assert roundtrip(-(2**100)) == -(2**100)
     assert roundtrip([2**64, 1.5]) == [2**64, 1.5]

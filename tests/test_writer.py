@@ -141,3 +141,47 @@ def test_durable_and_posix_modes_write_whole_lines(tmp_path):
             writer.append(b'{"i":%d}\n' % i)
         writer.close()
         assert path.read_bytes() == b"".join(b'{"i":%d}\n' % i for i in range(5))
+
+
+def test_writers_and_sinks_pickle_as_their_settings(tmp_path):
+    """loky and submitit send decorated functions with cloudpickle: the sink must travel."""
+    import pickle
+
+    from memo.shardfile import ShardWriter
+    from memo.sinks.file import FileSink
+
+    writer = AppendWriter(tmp_path / "a.jsonl", durable=True)
+    writer.append(b'{"n":1}\n')
+    copy = pickle.loads(pickle.dumps(writer))
+    assert (copy.path, copy.durable, copy.mode) == (writer.path, True, writer.mode)
+    copy.append(b'{"n":2}\n')
+    assert (tmp_path / "a.jsonl").read_bytes() == b'{"n":1}\n{"n":2}\n'
+    shard = pickle.loads(pickle.dumps(ShardWriter(tmp_path / "b.jsonl")))
+    assert shard.target == str(tmp_path / "b.jsonl")
+    sink = pickle.loads(pickle.dumps(FileSink(tmp_path / "c.jsonl", mode="shard")))
+    assert sink.mode == "shard" and sink.path == str(tmp_path / "c.jsonl")
+
+
+def test_a_memfile_function_from_main_runs_in_loky(tmp_path):
+    """A function defined in a script, decorated with memfile(skip=True), sent by cloudpickle."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("joblib")
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "import memo\n"
+        "@memo.memfile(filepath='out.jsonl', skip=True)\n"
+        "def square(x):\n"
+        "    return {'y': x * x}\n"
+        "if __name__ == '__main__':\n"
+        "    square(0)\n"
+        "    memo.Runner(backend='loky', n_jobs=2).run(square, memo.grid(x=range(6)),\n"
+        "                                              progbar=False)\n"
+        "    print(sorted(r['y'] for r in memo.load('out.jsonl')))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0, 1, 4, 9, 16, 25]"  # x=0 was skipped in the worker

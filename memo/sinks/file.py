@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,8 @@ class FileSink:
                  timeout: float | None = None,
                  mode: Literal["shared", "shard"] = "shared") -> None:
         self.path = os.path.abspath(os.fspath(filepath))
+        self._settings = {"durable": durable, "fallback": fallback, "lock": lock,
+                          "timeout": timeout, "mode": mode}
         self.mode = mode
         self.writer: AppendWriter | ShardWriter
         if mode == "shared":
@@ -48,6 +51,10 @@ class FileSink:
         self._tails: dict[str, Tail] = {}
         self._tail: Tail | None = None
         self._scanned = -1.0
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its settings (for cloudpickle, loky, submitit): a copy reads afresh."""
+        return (functools.partial(FileSink, **self._settings), (self.path,))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` as one line (the pipeline calls the faster copy set below)."""
