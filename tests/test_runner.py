@@ -413,10 +413,12 @@ def test_start_method_spawn_pickles_the_function_by_reference(sweep, tmp_path):
 
 def test_loky_names_a_function_it_cannot_send(tmp_path):
     pytest.importorskip("joblib")
+    guard = threading.Lock()  # a lock cannot travel to another process
 
     @memfile(tmp_path / "never.jsonl")
     def local(x):
-        return {"y": x}
+        with guard:
+            return {"y": x}
 
     with pytest.raises(TypeError, match=r"local\(\) .*cannot be pickled.*backend='processes'"):
         Runner("loky", n_jobs=2).run(local, grid(x=range(3)))
