@@ -47,7 +47,7 @@ from .serialize import dumps_line
 from .sinks.web import ID_KEY
 from .writer import AppendWriter, WriteError
 
-__all__ = ["BadRequest", "Collector", "make_app", "register", "serve"]
+__all__ = ["BadRequest", "Collector", "ServerProcess", "make_app", "register", "serve"]
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _MAX_ID = 128
@@ -205,6 +205,62 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
     print(f"memo serve: stopped; {collector.written} record(s) written, "
           f"{collector.duplicates} duplicate(s) dropped", flush=True)
     return 0
+
+
+class ServerProcess:
+    """``memo serve`` running in a subprocess; a context manager that stops it on exit.
+
+    >>> with ServerProcess("results.jsonl") as server:  # doctest: +SKIP
+    ...     print(server.url)
+    http://127.0.0.1:40123/
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None, max_body: int | None = None,
+                 timeout: float = 30.0) -> None:
+        import subprocess
+        import threading
+
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        env.pop("MEMO_TOKEN", None)
+        if token is not None:
+            env["MEMO_TOKEN"] = token  # not on the command line, where ps shows it
+        cmd = [sys.executable, "-m", "memo", "serve", os.fspath(path), "--host", host,
+               "--port", str(port)]
+        if max_body is not None:
+            cmd += ["--max-body", str(max_body)]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=env)
+        first: list[str] = []
+        reader = threading.Thread(target=lambda: first.append(self.process.stdout.readline()),
+                                  daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        line = first[0] if first else ""
+        start = line.find("http://")
+        if start < 0:
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise RuntimeError(f"memo serve did not start: {line.strip() or err.strip()}")
+        self.url = line[start:].split()[0]
+        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
+        self.output = ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the server to finish; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        out, err = self.process.communicate(timeout=timeout)
+        self.output = out + err
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def main(args: argparse.Namespace) -> int:
