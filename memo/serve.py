@@ -192,9 +192,14 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=10, server_header=False)
     server = uvicorn.Server(config)
-    # uvicorn re-raises the stop signal once it has shut down; let it end here, quietly
+
+    def stop(signum: int, frame: Any) -> None:
+        # before uvicorn takes the signals over (or when it re-raises one after shutting
+        # down): ask it to stop, quietly, instead of dying mid-startup or with a traceback
+        server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: None)
+        signal.signal(sig, stop)
     print(f"memo serve: listening on http://{shown}:{bound[1]}/ , appending to {collector.path}"
           f" ({len(collector.seen)} record ids already there)", flush=True)
     try:
