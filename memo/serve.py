@@ -238,34 +238,64 @@ class ServerProcess:
             cmd += ["--max-body", str(max_body)]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, env=env)
-        first: list[str] = []
-        reader = threading.Thread(target=lambda: first.append(self.process.stdout.readline()),
-                                  daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout)
-        line = first[0] if first else ""
+        self._out: list[str] = []
+        self._err: list[str] = []
+        ready = threading.Event()
+        # drain both pipes all the time: a server blocked on a full pipe would stop answering
+        readers = [threading.Thread(target=_drain, args=(self.process.stdout, self._out, ready),
+                                    daemon=True),
+                   threading.Thread(target=_drain, args=(self.process.stderr, self._err, None),
+                                    daemon=True)]
+        for t in readers:
+            t.start()
+        self._readers = readers
+        ready.wait(timeout)
+        line = self._out[0] if self._out else ""
         start = line.find("http://")
         if start < 0:
             self.process.kill()
-            _, err = self.process.communicate()
-            raise RuntimeError(f"memo serve did not start: {line.strip() or err.strip()}")
+            self.process.wait()
+            for t in readers:
+                t.join()
+            raise RuntimeError(f"memo serve did not start: {line.strip() or self.stderr.strip()}")
         self.url = line[start:].split()[0]
         self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
-        self.output = ""
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    @property
+    def output(self) -> str:
+        """Everything the server printed so far (stdout, then stderr)."""
+        return "".join(self._out) + self.stderr
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send ``sig`` and wait for the server to finish; its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        out, err = self.process.communicate(timeout=timeout)
-        self.output = out + err
-        return self.process.returncode
+        code = self.process.wait(timeout)
+        for t in self._readers:
+            t.join(timeout)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return code
 
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _drain(stream: Any, into: list[str], first: Any) -> None:
+    for line in stream:
+        into.append(line)
+        if first is not None:
+            first.set()
+    if first is not None:
+        first.set()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -113,8 +113,9 @@ class Sender:
         if self._pid != os.getpid():  # never share a parent's pooled connections after fork
             with self._lock:
                 if self._pid != os.getpid():
-                    self._client = self._httpx.Client(headers=self.headers, timeout=self.timeout)
-                    self._pid = os.getpid()
+                    client = self._httpx.Client(headers=self.headers, timeout=self.timeout)
+                    weakref.finalize(self, _close_in, client, os.getpid())
+                    self._client, self._pid = client, os.getpid()
         return self._client
 
     def post(self, body: bytes) -> None:
@@ -169,6 +170,11 @@ class Sender:
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
             self._client, self._pid = None, -1
+
+
+def _close_in(client: Any, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child must not close its parent's connections
+        client.close()
 
 
 def _seconds(value: str | None) -> float:
