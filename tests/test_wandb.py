@@ -58,6 +58,9 @@ def run_records(path):
 
 def offline_runs(wandb_dir):
     """``{run_id: {"run": ..., "config": {...}, "summary": {...}, "exit": bool}}``."""
+    # run.finish() returns once the run is finished; wandb's service may still be writing
+    # the file, and shutting the service down waits for that
+    wandb.teardown()
     runs = {}
     for path in sorted(glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb"))):
         info = {"config": {}, "summary": {}, "exit": False, "run": None}
@@ -76,6 +79,8 @@ def offline_runs(wandb_dir):
                         info["summary"][item.key] = json.loads(item.value_json)
             elif kind == "exit":
                 info["exit"] = True
+        assert info["run"] is not None, (path, os.path.getsize(path),
+                                         [r.WhichOneof("record_type") for r in run_records(path)])
         runs[info["run"].run_id] = info
     return runs
 
