@@ -1,6 +1,7 @@
 """``memweb``: records POSTed as JSON to an HTTP endpoint (needs ``memo[web]``).
 
-Each record gets an id under the key ``_memo_id`` (32 hex digits) before it is
+Each record gets an id under the key ``_memo_id`` (32 hex digits: a random
+per-process prefix and a counter) before it is
 serialized, and keeps it wherever it goes: in the request, in the spool, and in
 the file ``memo serve`` writes. A collector keeps the first copy of an id, so a
 record sent twice (a retry that races a slow success, a spool re-sent after a
@@ -25,6 +26,7 @@ when no other ``SIGTERM`` handler is installed.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import random
 import re
@@ -59,9 +61,19 @@ def _httpx() -> Any:
     return httpx
 
 
+_ids: list[Any] = [-1, "", None]  # pid, this process's random prefix, counter
+
+
 def new_id() -> str:
-    """A fresh record id: 128 random bits as 32 hex digits."""
-    return os.urandom(16).hex()
+    """A fresh record id, 32 hex digits: 64 random bits drawn once per process + a counter.
+
+    Unique across processes and runs without a system call per record; not drawn from
+    the ``random`` module, which sweeps often seed identically in every worker.
+    """
+    pid = os.getpid()
+    if _ids[0] != pid:
+        _ids[:] = [pid, os.urandom(8).hex(), itertools.count()]
+    return f"{_ids[1]}{next(_ids[2]):016x}"
 
 
 def default_spool(url: str) -> str:
