@@ -185,7 +185,7 @@ def test_shares_a_file_with_memfile_writers(served):
     assert sorted(r["via"] for r in got) == ["file"] * 100 + ["http"] * 100
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stops_cleanly_without_losing_an_acknowledged_record(tmp_path, sig):
     path = tmp_path / "served.jsonl"
     server = ServerProcess(path)
