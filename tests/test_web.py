@@ -223,8 +223,8 @@ def test_while_down_records_go_straight_to_the_spool_until_recheck(tmp_path):
 
 def test_a_retry_that_races_a_slow_success_is_stored_once(served, relay, tmp_path):
     _, path = served
-    slow = relay(["slow"], delay=1.5)
-    task = memo.memweb(slow.url, timeout=0.3, retries=3, backoff=0.01,
+    slow = relay(["slow"], delay=4.0)
+    task = memo.memweb(slow.url, timeout=1.0, retries=3, backoff=0.01,
                        spool=tmp_path / "spool.jsonl")(experiment)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
