@@ -382,3 +382,22 @@ def test_without_httpx_memweb_names_the_install():
                           env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'memo[web]'" in proc.stdout
+
+
+def test_a_record_refused_for_good_stays_in_the_spool_without_stalling_the_sweep(tmp_path):
+    path, spool = tmp_path / "served.jsonl", tmp_path / "spool.jsonl"
+    with ServerProcess(path, max_body=300) as server:
+        task = memo.memweb(server.url, spool=spool, retries=0, recheck=3600)(
+            lambda x, pad="": {"y": x})
+        with pytest.warns(DeliveryWarning, match="HTTP 413"):
+            task(0, pad="z" * 500)  # too large for this server, whatever happens
+        with pytest.warns(DeliveryWarning, match="re-sending the spool .* failed"):
+            task(1)  # delivered; the spool is tried once and kept
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            task(2)  # delivered; no new attempt at the spool before recheck
+        cmd = [sys.executable, "-m", "memo", "resend", str(spool), server.url]
+        failed = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
+        assert failed.returncode == 1 and "413" in failed.stderr
+    assert [r["x"] for r in lines(path)] == [1, 2]
+    assert [r["x"] for r in lines(spool)] == [0]

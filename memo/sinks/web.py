@@ -222,6 +222,8 @@ class WebSink:
         self.fallback = fallback
         self._down_until = 0.0
         self._failing = False
+        self._resend_after = 0.0
+        self._resend_warned = False
         self._state = threading.Lock()
         self._error: BaseException | None = None  # from the sender thread, raised on next call
         self._reset_batching()
@@ -259,8 +261,12 @@ class WebSink:
                 raise DeliveryError(f"{exc}; {len(lines)} record(s) saved to the spool "
                                     f"{self.spool.path}", exc.status) from exc
             return
-        if self._failing or self.spool.pending():
-            self._came_back()
+        if self._failing:
+            with self._state:
+                self._failing = False
+                self._down_until = 0.0
+        if time.monotonic() >= self._resend_after and self.spool.pending():
+            self.resend()
 
     def _went_down(self, exc: DeliveryError, n: int) -> None:
         with self._state:
@@ -275,19 +281,27 @@ class WebSink:
                 f"(or run: memo resend {self.spool.path} {self.url})",
                 DeliveryWarning, stacklevel=5)
 
-    def _came_back(self) -> None:
-        with self._state:
-            self._failing = False
-            self._down_until = 0.0
-        self.resend()
-
     def resend(self) -> int | None:
-        """Re-send the spool now (``None`` if another process is already doing it)."""
+        """Re-send the spool now; how many records were sent, ``None`` if not now.
+
+        ``None`` when another process or thread is sending the same spool, or when
+        sending failed: the spool is then kept whole, with a warning, and the next
+        automatic attempt waits ``recheck`` seconds (at least one), so a record the
+        endpoint refuses for good (too large, say) does not make every success resend.
+        """
         try:
-            return self.spool.drain(self.sender.post_records)
+            sent = self.spool.drain(self.sender.post_records)
         except DeliveryError as exc:
-            self._went_down(exc, 0)
+            self._resend_after = time.monotonic() + max(self.recheck, 1.0)
+            if not self._resend_warned:
+                self._resend_warned = True
+                warnings.warn(
+                    f"memweb: re-sending the spool {self.spool.path} failed: {exc}; it is "
+                    f"kept (try again with: memo resend {self.spool.path} {self.url})",
+                    DeliveryWarning, stacklevel=4)
             return None
+        self._resend_warned = False
+        return sent
 
     # -- batching ---------------------------------------------------------------------------
 
