@@ -172,7 +172,6 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(addr)
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -200,8 +199,8 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
-    print(f"memo serve: listening on http://{shown}:{bound[1]}/ , appending to {collector.path}"
-          f" ({len(collector.seen)} record ids already there)", flush=True)
+    print(f"memo serve: listening on http://{shown}:{bound[1]}/ (appending to {collector.path};"
+          f" {len(collector.seen)} record ids already there)", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
