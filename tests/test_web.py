@@ -69,7 +69,8 @@ class Relay:
                     forward = {"Content-Type": "application/json"}
                     if "Authorization" in self.headers:
                         forward["Authorization"] = self.headers["Authorization"]
-                    r = httpx.post(relay.target, content=body, headers=forward)
+                    r = httpx.post(relay.target, content=body, headers=forward,
+                                   trust_env=False)  # the relay may be the proxy itself
                     status, answer = r.status_code, r.content
                     if action == "slow":
                         time.sleep(relay.delay)
@@ -401,3 +402,15 @@ def test_a_record_refused_for_good_stays_in_the_spool_without_stalling_the_sweep
         assert failed.returncode == 1 and "413" in failed.stderr
     assert [r["x"] for r in lines(path)] == [1, 2]
     assert [r["x"] for r in lines(spool)] == [0]
+
+
+def test_a_proxy_from_the_environment_is_used(served, relay, monkeypatch, tmp_path):
+    server, path = served
+    proxy = relay([])  # forwards whatever it is asked for to the collector
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY",
+                 "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    memo.memweb("http://127.0.0.1:9/", spool=tmp_path / "s.jsonl")(experiment)(5)
+    assert len(proxy.bodies) == 1
+    assert [r["x"] for r in lines(path)] == [5]

@@ -97,7 +97,14 @@ class DeliveryWarning(UserWarning):
 
 
 class Sender:
-    """POSTs JSON bodies to one URL, retrying with backoff what may succeed later."""
+    """POSTs JSON bodies to one URL, retrying with backoff what may succeed later.
+
+    It talks to an ``httpx.HTTPTransport`` (httpx's connection pool) directly rather
+    than through ``httpx.Client``: one record per request, the client's cookie, auth
+    and redirect machinery cost more CPU than the request itself. Proxies come from
+    the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), as
+    ``urllib`` reads them; redirects are not followed.
+    """
 
     def __init__(self, url: str, *, token: str | None = None,
                  headers: Mapping[str, str] | None = None, timeout: float = 10.0,
@@ -110,48 +117,59 @@ class Sender:
         if retries < 0 or backoff < 0 or timeout <= 0:
             raise ValueError("retries and backoff must be >= 0 and timeout > 0")
         self.url = url
+        self._url = parsed
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
+                        "User-Agent": "memo-memweb"}
         self.headers.update(headers or {})
         if token is not None:
             self.headers["Authorization"] = f"Bearer {token}"
-        self._client: Any = None
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._transport: Any = None
         self._pid = -1
         self._lock = threading.Lock()
 
-    def _get_client(self) -> Any:
+    def _get_transport(self) -> Any:
         if self._pid != os.getpid():  # never share a parent's pooled connections after fork
             with self._lock:
                 if self._pid != os.getpid():
-                    client = self._httpx.Client(headers=self.headers, timeout=self.timeout)
-                    weakref.finalize(self, _close_in, client, os.getpid())
-                    self._client, self._pid = client, os.getpid()
-        return self._client
+                    transport = self._httpx.HTTPTransport(proxy=_env_proxy(self._url))
+                    weakref.finalize(self, _close_in, transport, os.getpid())
+                    self._transport, self._pid = transport, os.getpid()
+        return self._transport
+
+    def _request(self, body: bytes) -> tuple[int, bytes, str | None]:
+        request = self._httpx.Request("POST", self._url, content=body, headers=self.headers,
+                                      extensions=self._extensions)
+        response = self._get_transport().handle_request(request)
+        try:
+            content = response.read()
+        finally:
+            response.close()
+        return response.status_code, content, response.headers.get("retry-after")
 
     def post(self, body: bytes) -> None:
         """POST ``body``; :class:`DeliveryError` (with ``status``) when it cannot be delivered."""
         httpx = self._httpx
-        client = self._get_client()
         attempt = 0
         while True:
             retry_after = 0.0
             try:
-                response = client.post(self.url, content=body)
+                status, content, retry_header = self._request(body)
             except httpx.TransportError as exc:
                 error = DeliveryError(f"could not reach {self.url}: "
                                       f"{type(exc).__name__}: {exc}".rstrip(": "))
             else:
-                status = response.status_code
                 if status < 300:
                     return
-                detail = response.text.strip()[:200]
+                detail = content.decode("utf-8", "replace").strip()[:200]
                 error = DeliveryError(f"{self.url} answered HTTP {status}"
                                       + (f": {detail}" if detail else ""), status)
                 if status != 429 and status < 500:
                     raise error  # the request itself is refused: sending it again cannot help
-                retry_after = _seconds(response.headers.get("retry-after"))
+                retry_after = _seconds(retry_header)
             if attempt >= self.retries:
                 raise error
             delay = self.backoff * 2 ** attempt * random.uniform(0.5, 1.5)
@@ -179,14 +197,24 @@ class Sender:
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None and self._pid == os.getpid():
-                self._client.close()
-            self._client, self._pid = None, -1
+            if self._transport is not None and self._pid == os.getpid():
+                self._transport.close()
+            self._transport, self._pid = None, -1
 
 
-def _close_in(client: Any, pid: int) -> None:
+def _close_in(transport: Any, pid: int) -> None:
     if os.getpid() == pid:  # a forked child must not close its parent's connections
-        client.close()
+        transport.close()
+
+
+def _env_proxy(url: Any) -> str | None:
+    """The proxy the environment sets for ``url`` (an ``httpx.URL``), if any."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 def _seconds(value: str | None) -> float:
