@@ -6,8 +6,8 @@ CLIENTS processes that each call a decorated function RECORDS times:
 * ``memweb, 1 record/request``: ``@memweb(url)``, one POST per record;
 * ``plain client, 1 record/request``: the same records (serialized by memo, with ids)
   POSTed over one keep-alive ``http.client`` connection per client: what the collector
-  itself sustains when its clients are light (httpx costs ~0.4 ms of CPU per request,
-  which on 2 cores shared by server and clients is most of the budget);
+  itself sustains when its clients are light (memweb's httpx spends ~0.35 ms of CPU per
+  request, which on 2 cores shared by server and clients is most of the budget);
 * ``memweb, batched``: ``@memweb(url, batch=BATCH)``, flushed at the end;
 * ``memfile (baseline)``: ``@memfile(path)``, the same records straight to a file.
 
