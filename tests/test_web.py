@@ -414,3 +414,14 @@ def test_a_proxy_from_the_environment_is_used(served, relay, monkeypatch, tmp_pa
     memo.memweb("http://127.0.0.1:9/", spool=tmp_path / "s.jsonl")(experiment)(5)
     assert len(proxy.bodies) == 1
     assert [r["x"] for r in lines(path)] == [5]
+
+
+def test_a_partial_batch_is_sent_after_flush_interval(served, tmp_path):
+    server, path = served
+    task = memo.memweb(server.url, batch=1000, flush_interval=0.2,
+                       spool=tmp_path / "s.jsonl")(experiment)
+    task(1)
+    deadline = time.monotonic() + 30
+    while not lines(path) and time.monotonic() < deadline:
+        time.sleep(0.05)  # no flush(): the sender thread sends on its own
+    assert [r["x"] for r in lines(path)] == [1]

@@ -338,6 +338,7 @@ class WebSink:
         self._buffer: list[bytes] = []
         self._sending = 0
         self._flushing = 0
+        self._first_at = 0.0  # when the oldest buffered record was handed over
         self._thread: threading.Thread | None = None
 
     def _enqueue(self, line: bytes) -> None:
@@ -348,6 +349,8 @@ class WebSink:
         with self._cond:
             if self._thread is None:
                 self._start_thread()
+            if not self._buffer:
+                self._first_at = time.monotonic()
             self._buffer.append(line)
             if len(self._buffer) >= self.batch:  # type: ignore[operator]
                 self._cond.notify_all()
@@ -368,7 +371,7 @@ class WebSink:
             cond.wait(self.flush_interval)
             if not self._buffer:
                 return []  # nothing yet: the loop checks that the sink is still in use
-        end = time.monotonic() + self.flush_interval
+        end = self._first_at + self.flush_interval
         while len(self._buffer) < size and not self._flushing:
             left = end - time.monotonic()
             if left <= 0:
@@ -376,6 +379,7 @@ class WebSink:
             cond.wait(left)
         lines = self._buffer[:size]
         del self._buffer[:size]
+        self._first_at = time.monotonic()  # what is left waits at most another interval
         self._sending += len(lines)
         return lines
 
