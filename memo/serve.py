@@ -7,7 +7,8 @@ again through :mod:`memo.serialize`, and the whole request is appended in one
 write with :class:`~memo.writer.AppendWriter`, the same ``flock`` + ``O_APPEND``
 every other memo writer uses, so ``memfile`` writers and ``memo serve`` can share
 a file. The answer (``200 {"written": n, "duplicates": d}``) is sent only after
-the write returned, so an acknowledged record is in the file.
+the write returned, so an acknowledged record is in the file (and, with
+``--durable``, on disk: ``fsync`` before the answer).
 
 Refused requests write nothing: ``401`` without the ``Authorization: Bearer``
 header matching ``--token``, ``413`` for a body over ``--max-body`` bytes, ``400``
@@ -61,8 +62,8 @@ class BadRequest(ValueError):
 class Collector:
     """Turns request bodies into lines appended to ``path``, each record id once."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.writer = AppendWriter(path)
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+        self.writer = AppendWriter(path, durable=durable)
         self.path = self.writer.path
         self.seen: set[str] = set()
         self.written = 0
@@ -176,14 +177,15 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> int:
+          token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+          durable: bool = False) -> int:
     """Run the collector until SIGINT or SIGTERM; returns the exit status."""
     try:
         import uvicorn
     except ImportError:
         raise ImportError("memo serve needs starlette and uvicorn: pip install 'memo[web]'") \
             from None
-    collector = Collector(path)
+    collector = Collector(path, durable=durable)
     app = make_app(collector, token=token, max_body=max_body)
     sock = _listen(host, port)
     bound = sock.getsockname()
@@ -221,7 +223,7 @@ class ServerProcess:
 
     def __init__(self, path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, max_body: int | None = None,
-                 timeout: float = 30.0) -> None:
+                 durable: bool = False, timeout: float = 30.0) -> None:
         import subprocess
         import threading
 
@@ -235,6 +237,8 @@ class ServerProcess:
                "--port", str(port)]
         if max_body is not None:
             cmd += ["--max-body", str(max_body)]
+        if durable:
+            cmd.append("--durable")
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, env=env)
         self._out: list[str] = []
@@ -300,7 +304,7 @@ def _drain(stream: Any, into: list[str], first: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         return serve(args.path, host=args.host, port=args.port, token=args.token or None,
-                     max_body=args.max_body)
+                     max_body=args.max_body, durable=args.durable)
     except ImportError as exc:
         print(f"memo serve: {exc}", file=sys.stderr)
         return 2
@@ -322,4 +326,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="require 'Authorization: Bearer TOKEN' (default: $MEMO_TOKEN)")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--durable", action="store_true",
+                   help="fsync each request's records before answering (survives a power cut)")
     p.set_defaults(handler=main)

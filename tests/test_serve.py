@@ -82,7 +82,7 @@ def test_the_same_id_is_stored_once_also_in_a_batch_and_under_a_race(served):
 
 def test_dedup_survives_a_restart(tmp_path):
     path = tmp_path / "served.jsonl"
-    with ServerProcess(path) as server:
+    with ServerProcess(path, durable=True) as server:
         assert httpx.post(server.url, json={"a": 1, "_memo_id": "keep"}).status_code == 200
     with ServerProcess(path) as server:
         r = httpx.post(server.url, json=[{"a": 1, "_memo_id": "keep"}, {"a": 2, "_memo_id": "n"}])
