@@ -184,3 +184,19 @@ def test_without_wandb_memwandb_names_the_install():
                           env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'memo[wandb]'" in proc.stdout
+
+
+def test_a_run_the_program_has_open_is_left_alone(offline):
+    mine = wandb.init(project="outer", config={"mine": True})
+
+    @memo.memwandb(project="p")
+    def f(x):
+        return {"y": x}
+
+    f(1)
+    assert wandb.run is mine  # still the active run: not reused, not finished
+    mine.finish()
+    runs = offline_runs(offline)
+    assert len(runs) == 2
+    (logged,) = [r for r in runs.values() if r["run"].project == "p"]
+    assert logged["config"]["x"] == 1 and logged["summary"]["y"] == 1 and logged["exit"]

@@ -57,6 +57,9 @@ class WandbSink:
                                   dir=os.fspath(dir) if dir is not None else None,
                                   mode=mode).items() if v is not None}
         self.init_kwargs.update(init_kwargs or {})
+        if "config" in self.init_kwargs:
+            raise TypeError("memwandb sets each run's config to the call's arguments; "
+                            "leave config out of init_kwargs")
         self.name = name
         self.fallback = fallback
         self._local = threading.local()
@@ -75,9 +78,11 @@ class WandbSink:
         summary_json = orjson.loads(dumps(summary, self.fallback))
         name = self.name(record) if callable(self.name) else self.name
         kwargs = dict(self.init_kwargs)
+        kwargs.setdefault("reinit", "create_new")  # never hand back (and finish) a run of yours
+        kwargs["config"] = config_json
         if name is not None:
             kwargs["name"] = name
-        run = self.wandb.init(config=config_json, reinit="create_new", **kwargs)
+        run = self.wandb.init(**kwargs)
         try:
             run.summary.update(summary_json)
         except BaseException:
