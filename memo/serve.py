@@ -37,7 +37,9 @@ import hmac
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -224,8 +226,6 @@ class ServerProcess:
     def __init__(self, path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, max_body: int | None = None,
                  durable: bool = False, timeout: float = 30.0) -> None:
-        import subprocess
-        import threading
 
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
@@ -277,7 +277,12 @@ class ServerProcess:
         """Send ``sig`` and wait for the server to finish; its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never leave a server behind
+            self.process.wait()
+            raise
         for t in self._readers:
             t.join(timeout)
         for stream in (self.process.stdout, self.process.stderr):
