@@ -15,7 +15,7 @@ from .sinks.file import memfile
 from .sinks.func import memfunc, memstdout
 from .sinks.list import memlist
 from .sinks.wandb import memwandb
-from .sinks.web import memweb
+from .sinks.web import DeliveryError, DeliveryWarning, memweb
 from .timing import capture_time, time_taken, timeit
 from .writer import WriteError
 
@@ -24,6 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CorruptLineWarning",
     "Failure",
+    "DeliveryError",
+    "DeliveryWarning",
     "KeyCollisionError",
     "RunError",
     "RunReport",

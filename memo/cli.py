@@ -19,6 +19,8 @@ _COMMANDS = (
     "memo.demo",
     "memo.check",
     "memo.merge",
+    "memo.serve",
+    "memo.spool",
 )
 
 
