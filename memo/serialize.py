@@ -303,22 +303,26 @@ def _put(obj: Any, pointer: str, value: float) -> None:
         pass
 
 
-def restore(obj: Any) -> Any:
-    """Undo the ``$`` encodings in an already decoded JSON value."""
+def restore(obj: Any, *, tags: bool = True) -> Any:
+    """Undo the ``$`` encodings in an already decoded JSON value.
+
+    ``tags=False`` puts back only the non-finite floats and leaves ``$complex`` and
+    ``$bytes`` as the JSON objects they are (for consumers that take plain JSON).
+    """
     if isinstance(obj, dict) and isinstance(obj.get(NONFINITE_KEY), dict):
         obj = dict(obj)
         for pointer, name in obj.pop(NONFINITE_KEY).items():
             if name in _NONFINITE and isinstance(pointer, str):
                 _put(obj, pointer, _NONFINITE[name])
-    return _untag(obj)
+    return _untag(obj) if tags else obj
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str, *, tags: bool = True) -> Any:
     """Decode one JSON document written by :func:`dumps` (``$`` encodings restored).
 
     msgspec decodes, not orjson: orjson reads integers beyond 64 bits as floats.
     """
     obj = _decode(data)
     if (b'"$' in data) if isinstance(data, (bytes, bytearray, memoryview)) else ('"$' in data):
-        return restore(obj)
+        return restore(obj, tags=tags)
     return obj

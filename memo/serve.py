@@ -46,7 +46,7 @@ from typing import Any
 import msgspec
 
 from .reader import iter_records
-from .serialize import dumps_line
+from .serialize import dumps_line, restore
 from .sinks.web import ID_KEY
 from .writer import AppendWriter, WriteError
 
@@ -102,7 +102,7 @@ class Collector:
                 if rid in seen or rid in fresh:
                     continue
                 fresh.add(rid)
-            lines.append(dumps_line(record))
+            lines.append(dumps_line(restore(record)))  # as memo wrote it: $nonfinite etc.
         if lines:
             self.writer.append(b"".join(lines))  # one write: all of the request or none of it
         seen |= fresh

@@ -200,3 +200,23 @@ def test_a_run_the_program_has_open_is_left_alone(offline):
     assert len(runs) == 2
     (logged,) = [r for r in runs.values() if r["run"].project == "p"]
     assert logged["config"]["x"] == 1 and logged["summary"]["y"] == 1 and logged["exit"]
+
+
+def test_non_finite_values_reach_wandb_as_floats(offline):
+    values = {"loss": float("inf"), "grad": float("nan"), "curve": [1.0, float("-inf")]}
+
+    @memo.memwandb(project="p")
+    def diverged(lr):
+        return values
+
+    diverged(10.0)
+    direct = wandb.init(project="direct", config={"lr": 10.0})  # wandb given the floats itself
+    direct.summary.update(values)
+    direct.finish()
+    runs = offline_runs(offline).values()
+    summaries = {r["run"].project: {k: v for k, v in r["summary"].items() if not k.startswith("_")}
+                 for r in runs}
+    assert summaries["p"]["loss"] == float("inf")
+    assert summaries["p"]["curve"] == [1.0, float("-inf")]
+    assert repr(summaries["p"]) == repr(summaries["direct"])  # what wandb makes of nan, too
+    assert all("$nonfinite" not in r["config"] for r in runs)

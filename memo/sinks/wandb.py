@@ -5,8 +5,9 @@ the call's bound arguments and its summary is the mapping the function returned
 (plus what outer decorators such as :func:`memo.capture_time` add). The run is
 finished before the call returns, also when logging it fails, so no run is left
 open. Both parts go through :mod:`memo.serialize` first, so W&B receives the same
-JSON a memo file would hold (numpy values as numbers and lists, ``nan`` as
-``{"$float": "nan"}``), and a value that cannot be serialized raises before any run
+JSON a memo file would hold (numpy values as numbers and lists, big integers
+exact; ``nan`` and ``inf`` stay floats, which W&B keeps), and a value that cannot
+be serialized raises before any run
 is created. ``wandb`` is imported when :func:`memwandb` is called, not before.
 """
 
@@ -18,11 +19,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import orjson
-
 from ..pipeline import recorder
 from ..record import as_mapping
-from ..serialize import dumps
+from ..serialize import dumps, loads
 
 __all__ = ["WandbSink", "memwandb"]
 
@@ -74,8 +73,8 @@ class WandbSink:
         config = {k: v for k, v in record.items() if k not in outputs}
         summary = {k: record[k] for k in keys if k in record}
         # through the one serialization layer, before a run exists: a bad value starts no run
-        config_json = orjson.loads(dumps(config, self.fallback))
-        summary_json = orjson.loads(dumps(summary, self.fallback))
+        config_json = loads(dumps(config, self.fallback), tags=False)
+        summary_json = loads(dumps(summary, self.fallback), tags=False)
         name = self.name(record) if callable(self.name) else self.name
         kwargs = dict(self.init_kwargs)
         kwargs.setdefault("reinit", "create_new")  # never hand back (and finish) a run of yours
