@@ -133,7 +133,7 @@ def memwandb(
             sink.note_result(as_mapping(result, qualname))
             return result
 
-        return decorate(call)  # type: ignore[arg-type]
+        return decorate(call)  # type: ignore[arg-type,return-value]
 
     apply.memo_sink = sink  # type: ignore[attr-defined]
     return apply
