@@ -69,12 +69,12 @@ def recorder(
         bind, write = binder.bind, sink.write
         refresh = getattr(sink, "refresh", None)
         # the commonest call (every parameter passed positionally) binds without bind()
-        count, bind_positional = binder.positional or (-1, bind)
+        count, bind_positional = binder.positional or (-1, None)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if len(args) == count and not kwargs:
-                params = bind_positional(*args)
+                params = bind_positional(args)  # type: ignore[misc]
                 size = count
             else:
                 params = bind(args, kwargs)
