@@ -20,6 +20,24 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 _MISSING = object()
 
 
+def _positional_binder(names: list[str]) -> Callable[..., dict[str, Any]]:
+    """``f(args)`` returning ``{names[0]: args[0], ...}``, compiled for these names.
+
+    A dict display with constant keys is built about three times faster than
+    ``dict(zip(names, args))``, which pays for a zip object and a tuple per pair.
+    Like the methods :mod:`dataclasses` generates, the source holds only the
+    ``repr()`` of each name and local variables ``a0, a1, ...``.
+    """
+    unpack = "".join(f"a{i}, " for i in range(len(names)))
+    items = ", ".join(f"{name!r}: a{i}" for i, name in enumerate(names))
+    source = "def bind_positional(args):\n"
+    if names:
+        source += f"    {unpack}= args\n"
+    namespace: dict[str, Any] = {}
+    exec(source + f"    return {{{items}}}\n", namespace)
+    return namespace["bind_positional"]
+
+
 class Binder:
     """Turns ``(args, kwargs)`` of calls to ``func`` into the record's argument part."""
 
@@ -84,6 +102,15 @@ class Binder:
             and not self._drop_first and all(keep(n) for n in self._pos)
             and all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         )
+
+    @property
+    def positional(self) -> tuple[int, Callable[..., dict[str, Any]]] | None:
+        """A shortcut for the commonest call: ``(n, f)`` where ``f(args)`` binds a call
+        passing exactly ``n`` positional arguments and no keywords; ``None`` unless
+        every parameter is positional-or-keyword and recorded."""
+        if not self._plain:
+            return None
+        return len(self._pos), _positional_binder(self._pos)
 
     @property
     def has_varkw(self) -> bool:

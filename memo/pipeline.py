@@ -68,21 +68,30 @@ def recorder(
             index = SkipIndex(names, optional=optional, retry_failed=retry_failed)
         bind, write = binder.bind, sink.write
         refresh = getattr(sink, "refresh", None)
+        # the commonest call (every parameter passed positionally) binds without bind()
+        count, bind_positional = binder.positional or (-1, None)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            params = bind(args, kwargs)
+            if len(args) == count and not kwargs:
+                params = bind_positional(args)  # type: ignore[misc]
+                size = count
+            else:
+                params = bind(args, kwargs)
+                size = len(params)
             if index is not None:
                 with index.lock:
                     refresh(index)
                     stored = index.result(params)
                 if stored is not None:
                     return stored
-            result = func(*args, **kwargs)
+            result = func(*args, **kwargs) if kwargs else func(*args)
             if type(result) is dict:  # the common case, without the checks' calls
-                record = {**params, **result}
-                if len(record) != len(params) + len(result):
-                    record = merge(params, result, name)  # raises KeyCollisionError
+                size += len(result)
+                record = params  # a new dict of this call's own: extend it in place
+                record |= result
+                if len(record) != size:  # a key in both: bind again for the message
+                    merge(bind(args, kwargs), result, name)  # raises KeyCollisionError
             else:
                 record = merge(params, as_mapping(result, name), name)
             try:

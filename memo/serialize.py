@@ -70,6 +70,7 @@ _LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
 _TAGS = ("$float", "$complex", "$bytes")
 NONFINITE_KEY = "$nonfinite"
 _decode = msgspec.json.decode
+_orjson_dumps = orjson.dumps
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 _np: Any
@@ -252,12 +253,14 @@ def _exact(obj: Any, fallback: Fallback) -> bytes:
 def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
     """``obj`` as one line of strict JSON, ending in ``\n``: the unit every file sink appends."""
     try:
-        out = orjson.dumps(obj, default=_default, option=_LINE_OPTS)
+        out = _orjson_dumps(obj, default=_default, option=_LINE_OPTS)
     except TypeError:  # big ints, non-string keys, unknown types: the exact path knows
         return _exact(obj, fallback) + b"\n"
-    # orjson writes nan/inf as null: only then is the exact path needed (bytes.find is
-    # a C loop; a Python walk over the values would cost more than the encoding)
-    if out.find(b"null") != -1 or (type(obj) is dict and NONFINITE_KEY in obj):
+    # orjson writes nan/inf as null: only then is the exact path needed. A search of the
+    # output is a C loop; a Python walk over the values would cost more than the encoding.
+    # rpartition is the cheapest call that searches (one argument, no parsing): find()
+    # parses an argument tuple and `in` first tries the needle as an integer.
+    if out.rpartition(b"null")[1] or (type(obj) is dict and NONFINITE_KEY in obj):
         return _exact(obj, fallback) + b"\n"
     return out
 

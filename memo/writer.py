@@ -26,6 +26,7 @@ import os
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from . import locking
@@ -48,14 +49,17 @@ class AppendWriter:
     ``lock`` is a mode of :mod:`memo.locking` (``"auto"`` picks ``posix`` on cluster
     filesystems and ``flock`` elsewhere); ``timeout`` bounds the wait for the lock
     (``None``: wait as long as it takes); ``durable=True`` fsyncs every line before
-    the lock is released.
+    the lock is released. ``encode``, if given, turns what :meth:`append` is handed into
+    the line (saving the caller a call of its own per line).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
-                 lock: str = "auto", timeout: float | None = None) -> None:
+                 lock: str = "auto", timeout: float | None = None,
+                 encode: Callable[[Any], bytes] | None = None) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.durable = durable
         self.timeout = timeout
+        self._encode = encode
         self._auto = lock == "auto"
         self._fd = -1
         self._end = -1  # where our last line ended: if the file still ends there, it ends in \n
@@ -72,7 +76,8 @@ class AppendWriter:
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled as its settings (for cloudpickle, loky, submitit): a copy opens its own file."""
         return (functools.partial(AppendWriter, durable=self.durable, timeout=self.timeout,
-                                  lock="auto" if self._auto else self.mode), (self.path,))
+                                  lock="auto" if self._auto else self.mode,
+                                  encode=self._encode), (self.path,))
 
     def __repr__(self) -> str:
         return f"AppendWriter({self.path!r}, lock={self.mode!r}, durable={self.durable})"
@@ -83,9 +88,16 @@ class AppendWriter:
         self._end = -1
         return self._fd
 
-    def append(self, line: bytes) -> None:
-        """Append ``line`` (one record, ending with ``\\n``) atomically."""
-        with self._mutex:
+    def append(self, line: Any) -> None:
+        """Append ``line`` (one record, ending with ``\\n``) atomically.
+
+        With ``encode``, ``line`` is what ``encode`` turns into that line."""
+        encode = self._encode
+        if encode is not None:
+            line = encode(line)
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             fd, lockop = self._fd, self._lockop
             if lockop is None:
                 return self._append_other(line)
@@ -110,6 +122,8 @@ class AppendWriter:
                 self._end = end + n
             finally:
                 lockop(fd, _UN)
+        finally:
+            mutex.release()
 
     def _append_other(self, line: bytes) -> None:
         """The ``soft`` and ``none`` modes."""

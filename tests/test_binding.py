@@ -105,3 +105,34 @@ def test_names():
     assert Binder(g).names == ["a", "args", "b"]
     assert Binder(g, exclude=["args"]).names == ["a", "b"]
     assert Binder(g).has_varkw and not Binder(f).has_varkw
+
+
+def test_positional_shortcut_binds_like_bind():
+    def odd(args, a0, é, kwargs=3):  # names that clash with the compiled function's own
+        return None
+
+    count, bind_positional = Binder(odd).positional
+    assert count == 4
+    assert bind_positional((1, 2, 3, 4)) == Binder(odd).bind((1, 2, 3, 4), {})
+    assert list(bind_positional((1, 2, 3, 4))) == ["args", "a0", "é", "kwargs"]
+
+    def nothing():
+        return None
+
+    assert Binder(nothing).positional[1](()) == {}
+
+
+def test_positional_shortcut_only_when_every_parameter_is_recorded_and_plain():
+    def f(a, b, *, c):
+        return None
+
+    def g(self, a):
+        return None
+
+    def h(a, b):
+        return None
+
+    assert Binder(f).positional is None
+    assert Binder(g).positional is None
+    assert Binder(h, exclude=["b"]).positional is None
+    assert Binder(h).positional[0] == 2

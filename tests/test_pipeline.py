@@ -207,3 +207,21 @@ def test_forgotten_parentheses_are_explained():
         memo.memlist(data=[])(42)
     with pytest.raises(TypeError, match="needs a list"):
         memo.memlist(data=None)
+
+
+def test_positional_and_keyword_calls_give_the_same_record_and_refuse_the_same_clash():
+    data = []
+
+    @memo.memlist(data=data)
+    def experiment(x, y):
+        return {"z": x + y} if y else {"x": 0}
+
+    experiment(1, 2)
+    experiment(x=1, y=2)
+    experiment(1, y=2)
+    assert data == [{"x": 1, "y": 2, "z": 3}] * 3
+    assert [list(r) for r in data] == [["x", "y", "z"]] * 3
+    for args, kwargs in (((1, 0), {}), ((), {"x": 1, "y": 0}), ((1,), {"y": 0})):
+        with pytest.raises(KeyCollisionError, match=r"experiment\(\).*\['x'\]"):
+            experiment(*args, **kwargs)
+    assert len(data) == 3

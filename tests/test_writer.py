@@ -185,3 +185,25 @@ def test_a_memfile_function_from_main_runs_in_loky(tmp_path):
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[0, 1, 4, 9, 16, 25]"  # x=0 was skipped in the worker
+
+
+def test_encode_serializes_before_the_lock_and_a_failed_encoding_writes_nothing(tmp_path):
+    import pickle
+
+    from memo.serialize import SerializationError, dumps_line
+
+    path = tmp_path / "e.jsonl"
+    writer = AppendWriter(path, encode=dumps_line)
+    writer.append({"n": 1, "loss": float("inf")})
+    with pytest.raises(SerializationError):
+        writer.append({"n": 2, "bad": object()})
+    done = threading.Event()  # the mutex was released: another thread can append
+    thread = threading.Thread(target=lambda: (writer.append({"n": 3}), done.set()))
+    thread.start()
+    thread.join(10)
+    assert done.is_set()
+    copy = pickle.loads(pickle.dumps(writer))  # the copy encodes too
+    copy.append({"n": 4})
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(x)["n"] for x in lines] == [1, 3, 4]
+    assert json.loads(lines[0])["$nonfinite"] == {"/loss": "inf"}

@@ -38,7 +38,10 @@ class FileSink:
             if lock == "none":
                 raise ValueError("lock='none' would let writers of a shared file interleave; "
                                  "for lock-free writing use mode='shard'")
-            self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout)
+            encode = dumps_line if fallback is None else \
+                functools.partial(dumps_line, fallback=fallback)
+            self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout,
+                                       encode=encode)
         elif mode == "shard":
             if lock not in ("auto", "none"):
                 raise ValueError(f"mode='shard' takes no lock (each writer has its own file); "
@@ -58,9 +61,16 @@ class FileSink:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` as one line (the pipeline calls the faster copy set below)."""
-        self.writer.append(dumps_line(record, self.fallback))
+        if isinstance(self.writer, AppendWriter):  # it serializes the record itself
+            self.writer.append(record)
+        else:
+            self.writer.append(dumps_line(record, self.fallback))
 
     def _bind(self) -> None:
+        if isinstance(self.writer, AppendWriter):  # one call per record: it serializes
+            self.write = self.writer.append  # type: ignore[method-assign]
+            return
+
         def write(record: dict[str, Any], _dumps: Any = dumps_line,
                   _fallback: Any = self.fallback, _append: Any = self.writer.append) -> None:
             _append(_dumps(record, _fallback))
