@@ -67,7 +67,7 @@ def recorder(
             names, optional = binder.identity()
             index = SkipIndex(names, optional=optional, retry_failed=retry_failed)
         bind, write = binder.bind, sink.write
-        refresh = getattr(sink, "refresh", None)
+        refresh: Any = getattr(sink, "refresh", None)
         # the commonest call (every parameter passed positionally) binds without bind()
         count, bind_positional = binder.positional or (-1, None)
 

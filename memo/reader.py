@@ -128,7 +128,7 @@ def scan(path: str | os.PathLike[str], *, end: int | None = None, block: int = B
     """
     name = os.fspath(path)
     own = fd is None
-    if own:
+    if fd is None:
         fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stop = os.fstat(fd).st_size if end is None else end
@@ -162,8 +162,15 @@ def _scan_block(data: bytes, cut: int, name: str,
     n = data.count(b"\n", 0, cut)
     view = memoryview(data)[:cut]
     try:  # the fast path: one bulk decode, objects skipped as they are checked
-        if len(_validate.decode_lines(view)) == n and (
-                data.isascii() or codecs.decode(view, "utf-8")):
+        # decode_lines takes newlines as whitespace, so its count alone would let a line
+        # with two objects and a blank (or object-splitting) line cancel out. Every line
+        # starting with "{" and ending with "}" makes each newline a boundary between
+        # top-level objects (inside an object, "}" may not be followed by "{"), and then
+        # n objects in n lines means one object on each line.
+        if (data[:1] == b"{" and data[cut - 2:cut] == b"}\n"
+                and data.count(b"}\n{", 0, cut) == n - 1
+                and len(_validate.decode_lines(view)) == n
+                and (data.isascii() or codecs.decode(view, "utf-8"))):
             return [(view, n)], n
     except (msgspec.DecodeError, UnicodeDecodeError):
         pass

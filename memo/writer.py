@@ -64,7 +64,7 @@ class AppendWriter:
         self._fd = -1
         self._end = -1  # where our last line ended: if the file still ends there, it ends in \n
         self._mutex = threading.Lock()
-        self._soft = None
+        self._soft: Any = None
         self._set_mode(locking.resolve_mode(self.path, lock))
         _LIVE.add(self)
 

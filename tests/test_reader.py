@@ -92,3 +92,17 @@ def test_scan_lines_longer_than_a_block(tmp_path):
     good, bad = _scan(path, block=64)
     assert b"".join(g[0] for g in good) == big + b'{"b":1}\n' + big
     assert sum(g[1] for g in good) == 3 and [(b.lineno, b.torn) for b in bad] == [(4, True)]
+
+
+@pytest.mark.parametrize("content, bad_line", [
+    (b'{"a":1}{"b":2}\n\n{"c":3}\n', 1),  # two objects on a line, and a blank line
+    (b'{"a":1}{"b":2}\n{"c":{}\n}\n', 1),  # two on a line, one object over two lines
+    (b'{"a":1}\n{"b":\n2}\n', 2),
+    (b'{"a":1} {"b":2}\n {}\n', 1),
+])
+def test_scan_finds_lines_that_do_not_hold_exactly_one_object(tmp_path, content, bad_line):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(content)
+    bad = [item for item in scan(path) if isinstance(item, BadLine)]
+    assert bad and bad[0].lineno == bad_line
+    assert not memo.check(path).ok

@@ -57,7 +57,7 @@ class FileSink:
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled as its settings (for cloudpickle, loky, submitit): a copy reads afresh."""
-        return (functools.partial(FileSink, **self._settings), (self.path,))
+        return (functools.partial(FileSink, **self._settings), (self.path,))  # type: ignore[arg-type]
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` as one line (the pipeline calls the faster copy set below)."""
@@ -68,7 +68,7 @@ class FileSink:
 
     def _bind(self) -> None:
         if isinstance(self.writer, AppendWriter):  # one call per record: it serializes
-            self.write = self.writer.append  # type: ignore[method-assign]
+            self.write = self.writer.append  # type: ignore[method-assign,assignment]
             return
 
         def write(record: dict[str, Any], _dumps: Any = dumps_line,
