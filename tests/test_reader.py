@@ -100,9 +100,16 @@ def test_scan_lines_longer_than_a_block(tmp_path):
     (b'{"a":1}\n{"b":\n2}\n', 2),
     (b'{"a":1} {"b":2}\n {}\n', 1),
 ])
-def test_scan_finds_lines_that_do_not_hold_exactly_one_object(tmp_path, content, bad_line):
+@pytest.mark.parametrize("numpy", [True, False])
+def test_scan_finds_lines_that_do_not_hold_exactly_one_object(tmp_path, content, bad_line, numpy,
+                                                              monkeypatch):
+    if not numpy:
+        monkeypatch.setattr(memo.reader, "_np", None)
     path = tmp_path / "f.jsonl"
     path.write_bytes(content)
     bad = [item for item in scan(path) if isinstance(item, BadLine)]
     assert bad and bad[0].lineno == bad_line
     assert not memo.check(path).ok
+    good = b"".join(b'{"i":%d}\n' % i for i in range(1000))
+    path.write_bytes(good)
+    assert list(scan(path)) == [(good, 1000)]  # the fast path, one run
