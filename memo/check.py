@@ -14,14 +14,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .reader import BadLine, scan
+from .reader import BadLine, BadLineCounts, scan
 from .shardfile import sources
 
 __all__ = ["CheckReport", "check", "main", "register"]
 
 
 @dataclass
-class CheckReport:
+class CheckReport(BadLineCounts):
     """What :func:`check` found."""
 
     files: list[str] = field(default_factory=list)
@@ -32,14 +32,6 @@ class CheckReport:
     def ok(self) -> bool:
         """Whether every line of every file is a whole record."""
         return not self.bad
-
-    @property
-    def corrupt(self) -> int:
-        return sum(not b.torn for b in self.bad)
-
-    @property
-    def incomplete(self) -> int:
-        return sum(b.torn for b in self.bad)
 
     def __str__(self) -> str:
         return (f"{self.records} records in {len(self.files)} file(s); "

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import locking, serialize
-from .reader import BLOCK, BadLine, CorruptLineWarning, Errors, scan
+from .reader import BLOCK, BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .resume import canonical_key
 from .shardfile import sources
 
@@ -42,7 +42,7 @@ __all__ = ["MergeReport", "main", "merge", "register"]
 
 
 @dataclass
-class MergeReport:
+class MergeReport(BadLineCounts):
     """Counts of what :func:`merge` did."""
 
     output: str
@@ -51,14 +51,6 @@ class MergeReport:
     duplicates: int = 0  # dropped by dedupe
     bytes: int = 0  # of records written
     bad: list[BadLine] = field(default_factory=list)
-
-    @property
-    def corrupt(self) -> int:
-        return sum(not b.torn for b in self.bad)
-
-    @property
-    def incomplete(self) -> int:
-        return sum(b.torn for b in self.bad)
 
     def __str__(self) -> str:
         return (f"merged {self.records} records from {len(self.inputs)} file(s) into "

@@ -39,6 +39,22 @@ BLOCK = 1 << 20
 _monotonic = time.monotonic
 
 
+class BadLineCounts:
+    """``corrupt`` and ``incomplete`` counts for a report that lists ``bad`` lines."""
+
+    bad: list[BadLine]
+
+    @property
+    def corrupt(self) -> int:
+        """Lines that are not whole records (torn last lines not counted)."""
+        return sum(not b.torn for b in self.bad)
+
+    @property
+    def incomplete(self) -> int:
+        """Last lines without their newline: a writer still writing, or one that died."""
+        return sum(b.torn for b in self.bad)
+
+
 class CorruptLineWarning(UserWarning):
     """A line of a memo file is not a JSON object (torn by a dead writer, or edited)."""
 
