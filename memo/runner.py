@@ -36,6 +36,7 @@ fail (their results are lost with it) and the remaining settings go to a new poo
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import multiprocessing
 import os
@@ -263,6 +264,10 @@ _WORKER_JOB: _Job | None = None
 def _init_worker(func: Callable[..., Any], seeds: dict[int, list[Any]],
                  keep_results: bool) -> None:
     global _WORKER_JOB
+    # What the worker got from its parent stays alive for the whole run: kept out of the
+    # garbage collector's passes, which would otherwise walk (and copy, page by page, in a
+    # forked child) the parent's whole heap each time the records of a batch pile up.
+    gc.freeze()
     _WORKER_JOB = _Job(func, capture=_Capture(func, seeds), keep_results=keep_results)
 
 
@@ -340,7 +345,7 @@ def _check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | N
 
 
 def _check_one(i: int, s: Any) -> None:
-    if not isinstance(s, Mapping):
+    if type(s) is not dict and not isinstance(s, Mapping):  # (dicts skip the ABC check)
         raise TypeError(
             f"Runner.run(settings=...) needs an iterable of mappings (keyword arguments "
             f"for the function); item {i} is {type(s).__name__}: {s!r:.80}"

@@ -445,18 +445,25 @@ def test_loky_keeps_its_pool_between_runs_apart_from_joblibs(tmp_path, module, m
         assert len(mod.data) == 8
         return {r["pid"] for r in mod.data}
 
-    first = pids()
-    assert os.getpid() not in first
+    def workers() -> set[int]:  # the processes of memo's kept loky pool
+        from memo.runner import _KEPT
+
+        return set(_KEPT.executor._processes)
+
+    ran = pids()
+    first = workers()
+    assert ran <= first and os.getpid() not in first
     # joblib's own pool is another one: using it leaves ours, and ours leaves it, working
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
     assert pids() <= first
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    assert pids() <= first and workers() == first
     # workers got the environment when they started: a changed one needs new workers
     monkeypatch.setenv("MEMO_TEST_FLAG", "on")
     assert not pids() & first
     assert {r["flag"] for r in mod.data} == {"on"}
     # so does another number of workers
-    again = {r["pid"] for r in mod.data}
+    again = workers()
     Runner("loky", n_jobs=1).run(mod.f, grid(x=range(3)))
     assert not {r["pid"] for r in mod.data[-3:]} & again
 
@@ -476,7 +483,9 @@ def test_kept_loky_workers_start_each_run_like_new_ones(tmp_path, module):
     """)
     runner = Runner("loky", n_jobs=2, chunksize=1)
     runner.run(mod.g, grid(a=range(6)))
-    first = {r["pid"] for r in mod.data}
+    from memo.runner import _KEPT
+
+    first = set(_KEPT.executor._processes)  # the kept pool's workers
     assert sorted(r["a"] for r in load(path)) == list(range(6))
     # the parent's list is emptied and the file removed: a new run must redo every call
     # (a worker's skip index must not remember the old list) and write every line into
