@@ -1,6 +1,7 @@
 """Overhead of ``memo.Runner`` against bare process pools, as ratios measured in one run.
 
-    PYTHONPATH=. python scripts/bench_runner.py [--calls 2000] [--rounds 5] [--jobs 2]
+    PYTHONPATH=. python scripts/bench_runner.py [--calls 2000] [--rounds 7] [--record-rounds 21]
+        [--jobs 2] [--part 1|2|both]
 
 1. Calls of 1 ms each: ``Runner(backend="processes")`` and ``Runner(backend="loky")``
    against a bare ``concurrent.futures.ProcessPoolExecutor.map`` (chunksize as
@@ -13,7 +14,8 @@
    time (parent and workers) of a run whose records go to the parent's ``memlist`` over
    the same run whose records are dropped by a sink in the worker, against what a bare
    pool spends to return the same records as results (its pickling and unpickling), and
-   against pickling and unpickling them in one process. Target: ratio <= 1.10.
+   against pickling and unpickling them in one process, split into the parent's share
+   and the workers'. Target: ratio <= 1.10.
 Rounds alternate the contenders; each reports its median.
 """
 
@@ -102,7 +104,18 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--record-rounds", type=int, default=21,
+                        help="rounds of the records benchmark (short, and noisier)")
+    parser.add_argument("--part", choices=["1", "2", "both"], default="both",
+                        help="run only the calls (1) or only the records (2) benchmark")
     args = parser.parse_args()
+    if args.part in ("1", "both"):
+        calls(args)
+    if args.part in ("2", "both"):
+        returned_records(args)
+
+
+def calls(args: argparse.Namespace) -> None:
     jobs = args.jobs
 
     try:
@@ -138,6 +151,10 @@ def main() -> None:
         print(f"   ratio Runner loky / bare joblib:                  "
               f"{med['Runner loky'] / med['bare joblib']:.3f}  (target <= 1.10)")
 
+
+
+def returned_records(args: argparse.Namespace) -> None:
+    jobs = args.jobs
     n = args.calls * 50
     quick = grid(i=range(n), ms=0.0)
 
@@ -157,22 +174,33 @@ def main() -> None:
                 kept.extend(ex.map(fn, quick, chunksize=chunk))
         return run
 
+    split: dict[str, tuple[float, float]] = {}
     cpu = measure_cpu({
         "Runner, records dropped in the worker": lambda: runner("processes", dropped)(
             quick, jobs),
         "Runner, records sent to memlist": with_memlist,
         "bare pool returning None": bare(_nothing_kw),
         "bare pool returning the records": bare(_record_kw),
-    }, args.rounds, reset=lambda: (records.clear(), kept.clear()))
+    }, args.record_rounds, reset=lambda: (records.clear(), kept.clear()), split=split)
     sample = [_record_kw(s) for s in quick]
     pickling = measure_cpu({"pickle": lambda: pickle.loads(
-        pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL))}, args.rounds)["pickle"]
+        pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL))}, args.record_rounds)["pickle"]
     ours = cpu["Runner, records sent to memlist"] - cpu["Runner, records dropped in the worker"]
     theirs = cpu["bare pool returning the records"] - cpu["bare pool returning None"]
     print(f"2. {n} records returned to the parent from {jobs} worker processes "
-          f"(CPU time of the parent and its workers, median of {args.rounds} rounds)")
+          f"(CPU time of the parent and its workers, median of {args.record_rounds} rounds)")
     for name, t in cpu.items():
-        print(f"   {name:38s} {t:7.3f} s")
+        parent, workers = split[name]
+        print(f"   {name:38s} {t:7.3f} s  (parent {parent:.3f} s, workers {workers:.3f} s)")
+
+    def per_record(with_: str, without: str) -> str:
+        (p1, w1), (p0, w0) = split[with_], split[without]
+        return f"parent {(p1 - p0) * 1e6 / n:.2f} + workers {(w1 - w0) * 1e6 / n:.2f}"
+
+    ours_split = per_record("Runner, records sent to memlist",
+                            "Runner, records dropped in the worker")
+    theirs_split = per_record("bare pool returning the records", "bare pool returning None")
+    print(f"   where it goes, us/record: Runner {ours_split}; bare pool {theirs_split}")
     print(f"   sending the records back: Runner {ours * 1e6 / n:.2f} us/record, bare pool "
           f"{theirs * 1e6 / n:.2f} us/record; pickle + unpickle alone "
           f"{pickling * 1e6 / n:.2f} us/record")
@@ -181,27 +209,34 @@ def main() -> None:
 
 
 def measure_cpu(contenders: dict[str, Callable[[], None]], rounds: int,
-                reset: Callable[[], None] = lambda: None) -> dict[str, float]:
+                reset: Callable[[], None] = lambda: None,
+                split: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
     """Median CPU seconds (this process and its finished children) of each contender.
 
     ``reset`` drops what the previous contender kept, so that each starts from the same
     heap (the garbage collector's passes cost more the more objects are alive).
+    ``split`` receives the medians of this process and of its children apart.
     """
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
             reset()
             gc.collect()
-            before = _cpu()
+            me, kids = _cpu()
             fn()
-            times[name].append(_cpu() - before)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            me2, kids2 = _cpu()
+            times[name].append((me2 - me, kids2 - kids))
+    if split is not None:
+        for name, ts in times.items():
+            split[name] = (statistics.median(t[0] for t in ts),
+                           statistics.median(t[1] for t in ts))
+    return {name: statistics.median(sum(t) for t in ts) for name, ts in times.items()}
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 if __name__ == "__main__":
