@@ -31,6 +31,16 @@ run ends with a :class:`RunReport`; when calls raised, :class:`RunError` (carryi
 the report) is raised after every other call has finished, unless
 ``errors="return"``. When a worker process dies, the calls in flight on its pool
 fail (their results are lost with it) and the remaining settings go to a new pool.
+
+Pools
+-----
+``processes`` forks a pool per run. ``loky`` keeps one pool between runs (loky
+workers take a while to start), apart from joblib's own: a worker loads each run's
+function when the run's first batch reaches it, and its list and file sinks start the
+run as a new worker's would. A new pool is started when ``n_jobs``, the environment,
+``sys.path`` or the working directory changed, when the pool broke, and for functions
+with sinks that may hold records until their process ends (HTTP, W&B, sinks of one's
+own); the kept pool is shut down at exit.
 """
 
 from __future__ import annotations
@@ -414,8 +424,10 @@ class Runner:
     ``backend``: ``"serial"``, ``"threads"`` (``"threading"``), ``"processes"``
     (``"multiprocessing"``: a ``concurrent.futures`` process pool; forked on Linux, so
     the function, its sinks and the parent's lists are inherited, not pickled),
-    ``"loky"`` (joblib's loky pool: fresh interpreters, the function is pickled with
-    cloudpickle) or ``"slurm"`` (one submitit job array; each task runs its
+    ``"loky"`` (a loky pool of memo's own, kept between runs as joblib keeps its pool:
+    fresh interpreters, the function is pickled with cloudpickle; each run finds the
+    sinks in the workers as new ones would have them) or ``"slurm"`` (one submitit job
+    array; each task runs its
     :func:`memo.shard` of the settings). ``n_jobs``: workers, ``-1`` for all cores,
     ``-2`` for all but one (as in joblib); for ``slurm`` the number of array tasks
     (default: one per setting, at most 100). ``chunksize``: calls per batch sent to a
