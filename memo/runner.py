@@ -31,10 +31,22 @@ run ends with a :class:`RunReport`; when calls raised, :class:`RunError` (carryi
 the report) is raised after every other call has finished, unless
 ``errors="return"``. When a worker process dies, the calls in flight on its pool
 fail (their results are lost with it) and the remaining settings go to a new pool.
+
+Pools
+-----
+``processes`` forks a pool per run. ``loky`` keeps one pool between runs (loky
+workers take a while to start), apart from joblib's own: a worker loads each run's
+function when the run's first batch reaches it, and its list and file sinks start the
+run as a new worker's would. A new pool is started when ``n_jobs``, the environment,
+``sys.path`` or the working directory changed, when the pool broke, and for functions
+with sinks that may hold records until their process ends (HTTP, W&B, sinks of one's
+own); the kept pool is shut down at exit.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import math
 import multiprocessing
 import os
@@ -42,6 +54,8 @@ import sys
 import threading
 import time
 import traceback
+import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -49,7 +63,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .shard import shard
-from .sinks.func import CallbackSink
+from .sinks.file import FileSink
+from .sinks.func import CallbackSink, StreamSink
 from .sinks.list import ListSink
 
 __all__ = ["Failure", "RunError", "RunReport", "Runner", "sinks_of"]
@@ -259,12 +274,58 @@ _WORKER_JOB: _Job | None = None
 def _init_worker(func: Callable[..., Any], seeds: dict[int, list[Any]],
                  keep_results: bool) -> None:
     global _WORKER_JOB
+    # What the worker got from its parent stays alive for the whole run: kept out of the
+    # garbage collector's passes, which would otherwise walk (and copy, page by page, in a
+    # forked child) the parent's whole heap each time the records of a batch pile up.
+    gc.freeze()
     _WORKER_JOB = _Job(func, capture=_Capture(func, seeds), keep_results=keep_results)
 
 
 def _worker_batch(items: list[tuple[int, Mapping[str, Any]]]) -> _BatchOut:
     assert _WORKER_JOB is not None, "worker was not initialized"
     return _WORKER_JOB.run_batch(items)
+
+
+# loky workers are kept between runs: each run's function, seeds and options travel in
+# a file named by every batch, and a worker loads it when a batch of a new run arrives
+_WORKER_RUN: str | None = None
+_FIRST_DATA: weakref.WeakKeyDictionary[ListSink, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def _run_batch(run: tuple[str, str], items: list[tuple[int, Mapping[str, Any]]]) -> _BatchOut:
+    global _WORKER_JOB, _WORKER_RUN
+    token, path = run
+    if _WORKER_RUN != token:
+        import pickle
+
+        with open(path, "rb") as f:
+            func, seeds, keep_results = pickle.load(f)
+        _WORKER_JOB = _WORKER_RUN = None
+        _as_new(func)
+        _WORKER_JOB = _Job(func, capture=_Capture(func, seeds), keep_results=keep_results)
+        _WORKER_RUN = token
+    assert _WORKER_JOB is not None
+    return _WORKER_JOB.run_batch(items)
+
+
+def _as_new(func: Callable[..., Any]) -> None:
+    """Give the sinks a worker kept from an earlier run the state of a new worker's.
+
+    A function pickled by reference is the same object in every run of a worker, and
+    so are its sinks: a list gets back the records it held when the worker first
+    imported it (its skip index reads them again), a file sink drops its descriptor
+    (the file may have been replaced since), so that its next line opens the path anew.
+    """
+    for sink in sinks_of(func):
+        if type(sink) is ListSink:
+            first = _FIRST_DATA.get(sink)
+            if first is None:
+                _FIRST_DATA[sink] = list(sink.data)
+            else:
+                sink.data[:] = first
+                sink._seen = sys.maxsize  # its skip index is cleared and re-reads the list
+        elif type(sink) is FileSink:
+            sink.writer.close()
 
 
 # ------------------------------------------------------------------- the settings
@@ -294,7 +355,7 @@ def _check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | N
 
 
 def _check_one(i: int, s: Any) -> None:
-    if not isinstance(s, Mapping):
+    if type(s) is not dict and not isinstance(s, Mapping):  # (dicts skip the ABC check)
         raise TypeError(
             f"Runner.run(settings=...) needs an iterable of mappings (keyword arguments "
             f"for the function); item {i} is {type(s).__name__}: {s!r:.80}"
@@ -363,8 +424,10 @@ class Runner:
     ``backend``: ``"serial"``, ``"threads"`` (``"threading"``), ``"processes"``
     (``"multiprocessing"``: a ``concurrent.futures`` process pool; forked on Linux, so
     the function, its sinks and the parent's lists are inherited, not pickled),
-    ``"loky"`` (joblib's loky pool: fresh interpreters, the function is pickled with
-    cloudpickle) or ``"slurm"`` (one submitit job array; each task runs its
+    ``"loky"`` (a loky pool of memo's own, kept between runs as joblib keeps its pool:
+    fresh interpreters, the function is pickled with cloudpickle; each run finds the
+    sinks in the workers as new ones would have them) or ``"slurm"`` (one submitit job
+    array; each task runs its
     :func:`memo.shard` of the settings). ``n_jobs``: workers, ``-1`` for all cores,
     ``-2`` for all but one (as in joblib); for ``slurm`` the number of array tasks
     (default: one per setting, at most 100). ``chunksize``: calls per batch sent to a
@@ -507,18 +570,7 @@ class Runner:
             return ProcessPoolExecutor(max_workers=n, mp_context=context,
                                        initializer=_init_worker, initargs=initargs)
         if self.kind == "loky":
-            try:
-                from joblib.externals.loky import (  # type: ignore[import-untyped]
-                    ProcessPoolExecutor as LokyExecutor,
-                )
-            except ImportError:
-                raise ImportError("backend='loky' needs joblib: pip install 'memo[parallel]' "
-                                  "(or use backend='processes')") from None
-            initargs = (func, _seeds(func), keep_results)
-            _check_picklable(initargs[:2], func, "loky")
-            # a pool of its own per run (joblib's reusable one is shared with joblib, and
-            # workers kept between runs would keep descriptors of files since replaced)
-            return LokyExecutor(max_workers=n, initializer=_init_worker, initargs=initargs)
+            return _loky_executor(n, keep=all(type(sink) in _RESETTABLE for sink in sinks_of(func)))
         raise ValueError(f"backend {self.backend!r} has no local pool")
 
     def _run_local(self, func: Callable[..., Any], indexed: _Indexed,
@@ -531,10 +583,27 @@ class Runner:
                 deliver(job.run_batch([item]))
                 indexed.forget([item])
             return
+        payload = None
+        if self.kind == "loky":
+            _loky_class()  # joblib is installed, or a clear ImportError
+            payload = _Payload(func, keep_results)
+        try:
+            self._run_pool(func, indexed, deliver, progress, keep_results, payload)
+        finally:
+            if payload is not None:
+                payload.remove()
+
+    def _run_pool(self, func: Callable[..., Any], indexed: _Indexed,
+                  deliver: Callable[[_BatchOut], None], progress: _Progress,
+                  keep_results: bool, payload: _Payload | None) -> None:
         executor = self._executor(func, keep_results)
-        in_process = self.kind == "threads"
-        job = _Job(func, capture=None, keep_results=keep_results)
-        call = job.run_batch if in_process else _worker_batch
+        call: Callable[[list[tuple[int, Mapping[str, Any]]]], _BatchOut]
+        if self.kind == "threads":
+            call = _Job(func, capture=None, keep_results=keep_results).run_batch
+        elif payload is not None:
+            call = functools.partial(_run_batch, payload.run)
+        else:
+            call = _worker_batch
         sizer = _BatchSizer(self.chunksize, self.workers(), indexed.total)
         pending: dict[Future[_BatchOut], tuple[Executor, list[tuple[int, Mapping[str, Any]]]]] = {}
         try:
@@ -567,11 +636,13 @@ class Runner:
                 fut.cancel()
             self._shutdown(executor)
             raise
-        executor.shutdown(wait=True)
+        if not _KEPT.release(executor):
+            executor.shutdown(wait=True)
 
     def _shutdown(self, executor: Executor) -> None:
         """Stop a pool without waiting for its calls (after an error, or a dead worker)."""
         if self.kind == "loky":
+            _KEPT.forget(executor)
             executor.shutdown(wait=False, kill_workers=True)  # type: ignore[call-arg]
         else:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -656,15 +727,137 @@ class Runner:
                 pass
 
 
+# ------------------------------------------------------------------------ loky pools
+
+# Sinks whose state in a worker kept from an earlier run _as_new resets, and which hold
+# nothing back until their process ends: functions with only these sinks (or none) run on
+# the kept pool. Others (HTTP, W&B, sinks of users) flush at exit: they get a new pool.
+_RESETTABLE = (ListSink, CallbackSink, FileSink, StreamSink)
+
+
+def _loky_class() -> Any:
+    try:
+        from joblib.externals.loky import (  # type: ignore[import-untyped]
+            ProcessPoolExecutor as LokyExecutor,
+        )
+    except ImportError:
+        raise ImportError("backend='loky' needs joblib: pip install 'memo[parallel]' "
+                          "(or use backend='processes')") from None
+    return LokyExecutor
+
+
+class _KeptPool:
+    """memo's own loky pool, kept between runs as joblib keeps its own (not shared with it).
+
+    It is handed to one run at a time (a run in another thread meanwhile gets a pool of
+    its own), and started anew when the number of workers, ``sys.path``, the working
+    directory or the environment changed (workers got those when they started), when
+    it broke, and in a forked child. It is shut down at interpreter exit.
+    """
+
+    IDLE_TIMEOUT = 300  # seconds an idle worker lives (loky starts another on demand)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.executor: Any = None
+        self.key: tuple[Any, ...] | None = None
+        self.pid = os.getpid()
+        self.busy = False
+        self.hooked = False
+
+    def acquire(self, n: int) -> Any:
+        """The kept pool of ``n`` workers (started if needed), or None while it is busy."""
+        key = (n, sys.executable, tuple(sys.path), os.getcwd(),
+               tuple(sorted(os.environ.items())))
+        with self.lock:
+            if self.pid != os.getpid():  # a forked child: the pool is the parent's
+                self.executor, self.busy, self.pid = None, False, os.getpid()
+            if self.busy:
+                return None
+            old = self.executor
+            if old is not None and (self.key != key or old._flags.broken
+                                    or old._flags.shutdown):
+                old.shutdown(wait=False, kill_workers=True)
+                self.executor = None
+            if self.executor is None:
+                self.executor = _loky_class()(max_workers=n, timeout=self.IDLE_TIMEOUT)
+                self.key = key
+                if not self.hooked:
+                    import atexit
+                    atexit.register(self.close)
+                    self.hooked = True
+            self.busy = True
+            return self.executor
+
+    def release(self, executor: Executor) -> bool:
+        """Hand the kept pool back after a run; False when ``executor`` is not it."""
+        with self.lock:
+            if executor is self.executor and self.pid == os.getpid():
+                self.busy = False
+                return True
+        return False
+
+    def forget(self, executor: Executor) -> None:
+        """The kept pool is being killed (an error, a dead worker): start anew next time."""
+        with self.lock:
+            if executor is self.executor:
+                self.executor, self.busy = None, False
+
+    def close(self) -> None:
+        with self.lock:
+            executor, self.executor = self.executor, None
+        if executor is not None and self.pid == os.getpid():
+            executor.shutdown(wait=True)
+
+
+_KEPT = _KeptPool()
+
+
+def _loky_executor(n: int, keep: bool) -> Executor:
+    """The kept loky pool when ``keep`` and it is free, else a new pool for this run only."""
+    executor = _KEPT.acquire(n) if keep else None
+    if executor is None:
+        executor = _loky_class()(max_workers=n)
+    return executor  # type: ignore[no-any-return]
+
+
+class _Payload:
+    """A run's function, the parent's list records and options, pickled once to a file.
+
+    Every batch names the file and the run; a worker loads it at its first batch of
+    the run (kept workers serve many runs, so it cannot come with the workers' start).
+    """
+
+    def __init__(self, func: Callable[..., Any], keep_results: bool) -> None:
+        import tempfile
+
+        data = _pickled((func, _seeds(func), keep_results), func, "loky")
+        fd, self.path = tempfile.mkstemp(prefix="memo-run-", suffix=".pkl")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.run = (uuid.uuid4().hex, self.path)
+
+    def remove(self) -> None:
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+
+
 def _check_picklable(obj: Any, func: Callable[..., Any], backend: str) -> None:
     """Fail early, naming the function, when it cannot travel to a fresh interpreter."""
+    _pickled(obj, func, backend)
+
+
+def _pickled(obj: Any, func: Callable[..., Any], backend: str) -> bytes:
+    """``obj`` pickled with cloudpickle, or a TypeError naming the function."""
     try:
         import cloudpickle  # type: ignore[import-untyped]
     except ImportError:  # joblib carries its own copy
         from joblib.externals import cloudpickle  # type: ignore[import-untyped]
 
     try:
-        cloudpickle.dumps(obj)
+        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
     except Exception as exc:
         name = getattr(func, "__qualname__", repr(func))
         raise TypeError(

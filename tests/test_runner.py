@@ -423,3 +423,131 @@ def test_loky_names_a_function_it_cannot_send(tmp_path):
     with pytest.raises(TypeError, match=r"local\(\) .*cannot be pickled.*backend='processes'"):
         Runner("loky", n_jobs=2).run(local, grid(x=range(3)))
     assert not (tmp_path / "never.jsonl").exists()
+
+
+def test_loky_keeps_its_pool_between_runs_apart_from_joblibs(tmp_path, module, monkeypatch):
+    from joblib import Parallel, delayed
+
+    mod = module(f"kept_{tmp_path.name.replace('-', '_')}", """
+        import os
+        from memo import memlist
+
+        data = []
+
+        @memlist(data=data)
+        def f(x):
+            return {"pid": os.getpid(), "flag": os.environ.get("MEMO_TEST_FLAG")}
+    """)
+
+    def pids() -> set[int]:
+        mod.data.clear()
+        Runner("loky", n_jobs=2, chunksize=1).run(mod.f, grid(x=range(8)))
+        assert len(mod.data) == 8
+        return {r["pid"] for r in mod.data}
+
+    def workers() -> set[int]:  # the processes of memo's kept loky pool
+        from memo.runner import _KEPT
+
+        return set(_KEPT.executor._processes)
+
+    ran = pids()
+    first = workers()
+    assert ran <= first and os.getpid() not in first
+    # joblib's own pool is another one: using it leaves ours, and ours leaves it, working
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    assert pids() <= first
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    assert pids() <= first and workers() == first
+    # workers got the environment when they started: a changed one needs new workers
+    monkeypatch.setenv("MEMO_TEST_FLAG", "on")
+    assert not pids() & first
+    assert {r["flag"] for r in mod.data} == {"on"}
+    # so does another number of workers
+    again = workers()
+    Runner("loky", n_jobs=1).run(mod.f, grid(x=range(3)))
+    assert not {r["pid"] for r in mod.data[-3:]} & again
+
+
+def test_kept_loky_workers_start_each_run_like_new_ones(tmp_path, module):
+    path = tmp_path / "kept.jsonl"
+    mod = module(f"fresh_{tmp_path.name.replace('-', '_')}", f"""
+        import os
+        from memo import memfile, memlist
+
+        data = []
+
+        @memlist(data=data, skip=True)
+        @memfile({str(path)!r})
+        def g(a):
+            return {{"pid": os.getpid()}}
+    """)
+    runner = Runner("loky", n_jobs=2, chunksize=1)
+    runner.run(mod.g, grid(a=range(6)))
+    from memo.runner import _KEPT
+
+    first = set(_KEPT.executor._processes)  # the kept pool's workers
+    assert sorted(r["a"] for r in load(path)) == list(range(6))
+    # the parent's list is emptied and the file removed: a new run must redo every call
+    # (a worker's skip index must not remember the old list) and write every line into
+    # the new file (not through a descriptor of the removed one)
+    mod.data.clear()
+    path.unlink()
+    runner.run(mod.g, grid(a=range(6)))
+    assert {r["pid"] for r in mod.data} <= first  # the same workers ran them
+    assert sorted(r["a"] for r in mod.data) == list(range(6))
+    assert sorted(r["a"] for r in load(path, errors="raise")) == list(range(6))
+    # and with the records in the parent's list, every worker skips them all
+    report = runner.run(mod.g, grid(a=range(6)))
+    assert report.ok and len(mod.data) == 6 and len(load(path)) == 6
+
+
+def test_loky_functions_with_other_sinks_get_a_new_pool_per_run(tmp_path, module):
+    # a sink memo cannot reset may hold records back until its process ends (HTTP, W&B)
+    mod = module(f"other_{tmp_path.name.replace('-', '_')}", f"""
+        import atexit, os
+        from memo import memlist
+        from memo.pipeline import recorder
+
+        class AtExit:
+            def __init__(self):
+                self.held = []
+                atexit.register(self.flush)
+
+            def write(self, record):
+                self.held.append(record)
+
+            def flush(self):
+                with open(os.path.join({str(tmp_path)!r}, f"held-{{os.getpid()}}"), "w") as f:
+                    f.write(str(len(self.held)))
+
+        data = []
+
+        @memlist(data=data)
+        @recorder(AtExit())
+        def h(x):
+            return {{"pid": os.getpid()}}
+    """)
+    Runner("loky", n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
+    first = {r["pid"] for r in mod.data}
+    held = sum(int(p.read_text()) for p in tmp_path.glob("held-*"))
+    assert held == 8  # the workers ended with the run, and flushed
+    Runner("loky", n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
+    assert not {r["pid"] for r in mod.data[8:]} & first
+
+
+def test_the_kept_loky_pool_ends_with_the_interpreter(tmp_path):
+    script = tmp_path / "kept_exit.py"
+    script.write_text(textwrap.dedent("""
+        import memo
+
+        def square(x):
+            return {"y": x * x}
+
+        if __name__ == "__main__":
+            memo.Runner("loky", n_jobs=2).run(square, memo.grid(x=range(6)), progbar=False)
+            print("ran")
+    """))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ran" and "Traceback" not in proc.stderr
