@@ -132,19 +132,29 @@ class AppendWriter:
         if self._fd < 0:
             self._open()
         fd, end = self._fd, self._end  # one writer process: the end is where we left it
-        if end < 0:
+        unknown = end < 0
+        if unknown:
             end = _lseek(fd, 0, 2)
-            if end and _pread(fd, 1, end - 1) != b"\n":
-                line = b"\n" + line
+        n = self._put(fd, line, end, check=unknown)
+        if self._sync is not None:
+            self._sync(fd)
+        self._end = end + n
+
+    def _put(self, fd: int, line: bytes, end: int, check: bool = True) -> int:
+        """With the file to ourselves: end a torn fragment, then write ``line`` whole.
+
+        The ``flock``/``posix`` path in :meth:`append` does the same inline (a call
+        less per record on the hot path).
+        """
+        if check and end and _pread(fd, 1, end - 1) != b"\n":
+            line = b"\n" + line
         try:
             n = _write(fd, line)
         except OSError as exc:
             self._fail(fd, end, exc)
         if n != len(line):
-            self._finish(fd, line, n, end)
-        if self._sync is not None:
-            self._sync(fd)
-        self._end = end + len(line)
+            n = self._finish(fd, line, n, end)
+        return n
 
     def _lock_failed(self, exc: OSError, line: bytes) -> None:
         if exc.errno not in locking.UNSUPPORTED or isinstance(exc, locking.LockTimeout):
@@ -160,15 +170,7 @@ class AppendWriter:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, _FLAGS, 0o644)
             try:
-                end = _lseek(fd, 0, 2)
-                if end and _pread(fd, 1, end - 1) != b"\n":
-                    line = b"\n" + line
-                try:
-                    n = _write(fd, line)
-                except OSError as exc:
-                    self._fail(fd, end, exc)
-                if n != len(line):
-                    self._finish(fd, line, n, end)
+                self._put(fd, line, _lseek(fd, 0, 2))
                 (os.fsync if self.durable else os.fdatasync)(fd)
             finally:
                 os.close(fd)

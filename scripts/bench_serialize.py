@@ -26,7 +26,7 @@ from memo.serialize import dumps_line
 def _enc_hook(obj):
     if isinstance(obj, np.generic):
         return obj.item()
-    raise NotImplementedError(type(obj).__name__)
+    raise NotImplementedError(type(obj).__name__)  # msgspec's enc_hook protocol for "unsupported"
 
 
 def records():

@@ -9,26 +9,18 @@ import subprocess
 import sys
 import threading
 
-import orjson
 import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
+from jsonl_lines import lines  # noqa: E402
+
 import memo  # noqa: E402
 from memo.serve import ServerProcess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def lines(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n")
-    return [orjson.loads(line) for line in data.splitlines()]
 
 
 @pytest.fixture(scope="module")

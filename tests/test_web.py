@@ -18,6 +18,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
+from jsonl_lines import lines  # noqa: E402
+
 import memo  # noqa: E402
 from memo.serve import ServerProcess  # noqa: E402
 from memo.sinks.web import DeliveryError, DeliveryWarning  # noqa: E402
@@ -26,15 +28,6 @@ np = pytest.importorskip("numpy")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT)
-
-
-def lines(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n")
-    return [orjson.loads(line) for line in data.splitlines()]
 
 
 def experiment(x: int, lr: float = 0.1) -> dict:
