@@ -7,8 +7,8 @@ reader who follows a page twice must get what it says twice: every example start
 from a clean file of its own.
 
 - ``python`` blocks are saved as a script and run with this Python (``sys.executable``).
-  On a page marked ``<!-- notebook: ... -->`` they are cells of one session: each
-  block runs after all the python blocks before it, in one script.
+  On a page marked ``<!-- notebook: ... -->`` they are cells of one session: they run
+  together, as one script, at the page's last python block.
 - ``bash`` blocks run with ``bash -euo pipefail``; ``python``, ``python3`` and ``memo``
   on their PATH are this Python and this checkout's memo, whatever else is installed.
 - ``json`` blocks must be records that memo reads and writes back unchanged.
@@ -92,8 +92,13 @@ def _wait_for(job: str, limit: float = 300) -> None:
 
 
 def run_block(lang: str, code: str, note: str | None, folder: Path,
-              request: pytest.FixtureRequest, where: str, cells: list[str] | None = None) -> None:
-    """Run one block in ``folder``; ``cells``: the python blocks before it in the session."""
+              request: pytest.FixtureRequest, where: str, cells: list[str] | None = None,
+              last: bool = True) -> None:
+    """Run one block in ``folder``.
+
+    ``cells`` collects the python blocks of a notebook page; they run, as one script, when
+    the block is ``last`` (the page's last python block).
+    """
     if note == "run by .ci/run":
         ci = (ROOT / ".ci" / "run").read_text()
         for line in code.splitlines():
@@ -112,10 +117,13 @@ def run_block(lang: str, code: str, note: str | None, folder: Path,
             assert serialize.dumps(serialize.loads(line)).decode() == compact, where
         return
     if lang == "python":
-        script = folder / "docs_block.py"
-        script.write_text("\n".join([*(cells or []), code]) + "\n")
         if cells is not None:
-            cells.append(code)
+            cells.append(f"# {where}\n{code}")
+            if not last:
+                return
+            code = "\n".join(cells)
+        script = folder / "docs_block.py"
+        script.write_text(code + "\n")
         command = [sys.executable, str(script)]
     else:
         command = ["bash", "-euo", "pipefail", "-c", code]
@@ -132,11 +140,13 @@ def test_page_runs_twice(page: Path, tmp_path: Path, request: pytest.FixtureRequ
     """The page's blocks run in order in one folder; then all of them again, in the same one."""
     found = blocks(page)
     notebook = bool(NOTEBOOK.search(page.read_text()))
+    last_python = max((i for i, (lang, *_) in enumerate(found) if lang == "python"), default=-1)
     for attempt in ("first", "second"):
         cells: list[str] | None = [] if notebook else None
-        for lang, code, note, line in found:
+        for i, (lang, code, note, line) in enumerate(found):
             run_block(lang, code, note, tmp_path, request,
-                      where=f"{_name(page)} line {line} ({attempt} run of the page)", cells=cells)
+                      where=f"{_name(page)} line {line} ({attempt} run of the page)",
+                      cells=cells, last=i == last_python)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_name)
@@ -173,8 +183,13 @@ def _reference() -> str:
 
 
 def test_reference_documents_every_public_name() -> None:
-    documented = set(re.findall(r"^::: memo\.(\w+)$", _reference(), re.M))
-    missing = sorted(set(memo.__all__) - documented)
+    """A ``::: memo.NAME`` block for each name; an alias (memwand) is named beside its original."""
+    reference = _reference()
+    documented = set(re.findall(r"^::: memo\.(\w+)$", reference, re.M))
+    originals = {id(getattr(memo, name)) for name in documented}
+    aliases = {name for name in memo.__all__
+               if id(getattr(memo, name)) in originals and f"`memo.{name}`" in reference}
+    missing = sorted(set(memo.__all__) - documented - aliases)
     assert not missing, f"docs/reference has no '::: memo.NAME' for {missing}"
 
 
