@@ -8,6 +8,7 @@ as one line on stderr, never a traceback; the CLI reference rendered from the pa
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,14 @@ def test_every_subcommand_is_in_the_cli_reference(command: str) -> None:
     assert f"## `memo {command}`" in page
     assert f"usage: memo {command}" in page
     assert "--version" in page
+
+
+def test_serve_on_a_taken_port_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = memo_cmd("serve", "r.jsonl", "--port", str(port), cwd=tmp_path)
+    assert done.returncode == cli.FAILED
+    err = _no_traceback(done)
+    assert err.startswith("memo serve: ") and len(err.strip().splitlines()) == 1

@@ -160,6 +160,14 @@ def test_every_block_is_labelled(page: Path) -> None:
         assert not (note and lang in NOT_RUN), f"{_name(page)} line {line}: a note on a text block"
 
 
+def test_examples_leave_the_demos_file_alone() -> None:
+    """The Quickstart's demo writes results.jsonl; an example that used it would mix records."""
+    for page in PAGES:
+        for lang, code, note, line in blocks(page):
+            if lang in RUN and note != "run by .ci/run":
+                assert "results.jsonl" not in code, f"{_name(page)} line {line} uses results.jsonl"
+
+
 def test_readme_is_a_landing_page() -> None:
     text = README.read_text()
     assert len(text.encode()) < 8 * 1024
