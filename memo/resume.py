@@ -212,6 +212,7 @@ class FileIndex:
         self._listed = -1.0
         self._checked = 0.0
         self.lock = threading.Lock()
+        self.claims: Any = None  # memo.claims.Claims, when the sink takes claims
         _LIVE.add(self)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
