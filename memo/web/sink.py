@@ -51,10 +51,10 @@ def _policy(retry: RetryPolicy | None, retries: int | None, backoff: float | Non
     return RetryPolicy(3 if retries is None else retries, 0.5 if backoff is None else backoff)
 
 
-def _errors(errors: Errors | None, on_error: Errors | None) -> Errors:
+def _errors(errors: Errors | None, on_error: Errors | None, stacklevel: int = 3) -> Errors:
     if on_error is not None:
         warnings.warn("memweb(on_error=...) is now spelled errors=...", DeprecationWarning,
-                      stacklevel=3)
+                      stacklevel=stacklevel)
         if errors is not None and errors != on_error:
             raise ValueError(f"memweb: errors={errors!r} and on_error={on_error!r} disagree")
         errors = on_error
@@ -234,8 +234,8 @@ def memweb(
     """
     sink = WebSink(url, token=token, headers=headers, timeout=timeout, retries=retries,
                    backoff=backoff, retry=retry, batch=batch, flush_interval=flush_interval,
-                   spool=spool, recheck=recheck, errors=errors, fallback=fallback,
-                   on_error=on_error)
+                   spool=spool, recheck=recheck, errors=_errors(errors, on_error),
+                   fallback=fallback)
     decorate = recorder(sink, include=include, exclude=exclude)
 
     def apply(func: F) -> F:
