@@ -28,12 +28,12 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from .. import locking
 from ..reader import iter_records
-from ..serialize import dumps_line, loads
+from ..serialize import loads
 from ..writer import AppendWriter
 from .errors import DeliveryError
 from .retry import RetryPolicy
@@ -125,8 +125,13 @@ class Spool:
                 return None
             sent, refused = 0, list[Refused]()
             chunk: list[bytes] = []
-            for record in iter_records(self.path, errors="warn"):
-                chunk.append(dumps_line(record))
+            # read through the held descriptor: in posix mode, opening and closing the
+            # file again would drop this process's lock on it (POSIX lock semantics)
+            for line in _lines(fd):
+                if _is_record(line):
+                    chunk.append(line)
+                else:  # torn or edited: not sent, but kept with the refused records
+                    refused.append(Refused(line, DeliveryError("not a JSON object (corrupt)")))
                 if len(chunk) >= batch:
                     sent, refused = self._send(send, chunk, sent, refused)
                     chunk = []
@@ -147,6 +152,28 @@ class Spool:
         self.writer.close()
         if self._refused is not None:
             self._refused.close()
+
+
+def _lines(fd: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of the file open at ``fd``, each ending in ``\\n`` (a last one gets one)."""
+    offset, rest = 0, b""
+    while True:
+        data = os.pread(fd, block, offset)
+        if not data:
+            break
+        offset += len(data)
+        parts = (rest + data).split(b"\n")
+        rest = parts.pop()
+        yield from (part + b"\n" for part in parts if part.strip())
+    if rest.strip():
+        yield rest + b"\n"
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        return isinstance(loads(line), dict)
+    except Exception:  # msgspec's DecodeError, RecursionError: either way not a record
+        return False
 
 
 def _id_of(line: bytes) -> object:
