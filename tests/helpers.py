@@ -1,8 +1,9 @@
 """What the test files share: the project root, a subprocess environment, the JSONL line
 reader and the fixture of a real ``memo serve`` on loopback.
 
-Import what a test needs (``from helpers import ROOT, env, lines, served``); pytest
-finds a fixture imported into a test module.
+Import what a test needs (``from helpers import ROOT, env, lines``). A fixture is
+used by importing its function (``from helpers import served_fixture  # noqa: F401``)
+and then asking for it by its name (``def test_x(served): ...``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def lines(path: str | os.PathLike[str]) -> list[dict]:
     return [orjson.loads(line) for line in data.splitlines()]
 
 
-@pytest.fixture
-def served(tmp_path):
+@pytest.fixture(name="served")
+def served_fixture(tmp_path):
     """A real ``memo serve`` on a free loopback port: ``(server, path of its file)``."""
     from memo.serve import ServerProcess
 

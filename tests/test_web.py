@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from helpers import env, lines, served  # noqa: E402, F401 - served is a fixture
+from helpers import env, lines, served_fixture  # noqa: E402, F401 - the served fixture
 
 import memo  # noqa: E402
 from memo.serve import ServerProcess  # noqa: E402
