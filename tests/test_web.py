@@ -460,3 +460,61 @@ def test_a_partial_batch_is_sent_after_flush_interval(served, tmp_path):
     while not lines(path) and time.monotonic() < deadline:
         time.sleep(0.05)  # no flush(): the sender thread sends on its own
     assert [r["x"] for r in lines(path)] == [1]
+
+
+def test_the_retry_policy_retries_only_what_may_pass_and_honours_retry_after():
+    from memo.web.retry import RetryPolicy
+
+    def script(*statuses, retry_after=0.0):
+        calls = []
+
+        def attempt():
+            calls.append(time.monotonic())
+            if len(calls) <= len(statuses):
+                raise DeliveryError("scripted", statuses[len(calls) - 1], retry_after)
+            return "done"
+
+        return attempt, calls
+
+    policy = RetryPolicy(retries=3, backoff=0.001)
+    attempt, calls = script(None, 503, 429)
+    assert policy.call(attempt) == "done" and len(calls) == 4
+    attempt, calls = script(503, 503, 503, 503)
+    with pytest.raises(DeliveryError):
+        policy.call(attempt)
+    assert len(calls) == 4  # the first attempt and three retries
+    for final in (400, 401, 413):
+        attempt, calls = script(final)
+        with pytest.raises(DeliveryError):
+            policy.call(attempt)
+        assert len(calls) == 1
+    attempt, calls = script(429, retry_after=0.3)
+    assert RetryPolicy(1, backoff=0).call(attempt) == "done"
+    assert calls[1] - calls[0] >= 0.29  # waited as the server asked
+    attempt, calls = script(429, retry_after=30)
+    assert RetryPolicy(1, backoff=0, max_delay=0.05).call(attempt) == "done"
+    assert calls[1] - calls[0] < 5  # but never longer than max_delay
+    import pickle
+    assert repr(pickle.loads(pickle.dumps(policy))) == repr(policy)
+
+
+def test_a_retry_policy_object_configures_memweb(served, relay, tmp_path):
+    _, path = served
+    flaky = relay(["503", "503"])
+    policy = memo.RetryPolicy(retries=2, backoff=0.001)
+    memo.memweb(flaky.url, retry=policy, spool=tmp_path / "s.jsonl")(experiment)(3)
+    assert len(flaky.bodies) == 3
+    assert [r["x"] for r in lines(path)] == [3]
+
+
+def test_without_tenacity_memweb_names_the_install():
+    code = ("import sys; sys.modules['tenacity'] = None\n"
+            "import memo\n"
+            "try:\n"
+            "    memo.memweb('http://127.0.0.1:9/')\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=ENV, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "memweb needs tenacity" in proc.stdout and "'.[web]'" in proc.stdout
