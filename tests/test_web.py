@@ -506,3 +506,22 @@ def test_a_retry_policy_object_configures_memweb(served, relay, tmp_path):
     memo.memweb(flaky.url, retry=policy, spool=tmp_path / "s.jsonl")(experiment)(3)
     assert len(flaky.bodies) == 3
     assert [r["x"] for r in lines(path)] == [3]
+
+
+def test_a_pickled_sink_is_a_fresh_copy_with_the_same_settings(served, tmp_path):
+    import pickle
+
+    server, path = served
+    log = memo.memweb(server.url, token=None, batch=5, flush_interval=60, retries=1,
+                      spool=tmp_path / "s.jsonl", errors="raise")
+    sink = log.memo_sink
+    sink.write({"x": 1})  # a thread and a buffer of its own that the copy must not share
+    copy = pickle.loads(pickle.dumps(sink))
+    assert copy is not sink and copy.batcher is not sink.batcher
+    assert (copy.url, copy.spool.path, copy.errors, copy.batcher.size) == \
+        (sink.url, sink.spool.path, "raise", 5)
+    assert repr(copy.sender.retry) == repr(sink.sender.retry)
+    copy.write({"x": 2})
+    copy.flush()
+    sink.flush()
+    assert sorted(r["x"] for r in lines(path)) == [1, 2]

@@ -80,10 +80,14 @@ class WebSink:
         self.errors = _errors(errors, on_error)
         if recheck < 0:
             raise ValueError(f"memweb: recheck must be >= 0 seconds, got {recheck!r}")
-        self.sender = Sender(url, token=token, headers=headers, timeout=timeout,
-                             retry=_policy(retry, retries, backoff))
+        policy = _policy(retry, retries, backoff)
+        self.sender = Sender(url, token=token, headers=headers, timeout=timeout, retry=policy)
         self.url = url
         self.spool = Spool(spool if spool is not None else spool_name(url))
+        self._settings = dict(url=url, token=token, headers=dict(headers or {}), timeout=timeout,
+                              retry=policy, batch=batch, flush_interval=flush_interval,
+                              spool=self.spool.path, recheck=recheck, errors=self.errors,
+                              fallback=fallback)
         self.batcher = Batcher(self._deliver, batch, flush_interval) if batch is not None \
             else None
         self.recheck = recheck
@@ -94,16 +98,23 @@ class WebSink:
         self._resend_warned = False
         self._state = threading.Lock()
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickled as its settings (the Runner sends sinks to workers): a copy has its own
+        connections, thread and outage state, and the same spool file."""
+        return (_rebuild, (self._settings,))
+
     @property
     def on_error(self) -> Errors:  # the old name of ``errors``
         return self.errors
 
-    def write(self, record: dict[str, Any], call: object = None) -> None:
+    def write(self, record: dict[str, Any], call: Any = None) -> None:
         if ID_KEY in record:
             raise KeyCollisionError(
                 f"the record already has the key {ID_KEY!r}, which memweb adds to every record; "
                 "rename that output")
         record = dict(record)
+        if call is not None:
+            record["$memo"] = call.meta  # the collector's file says who made the record
         record[ID_KEY] = new_id()
         line = dumps_line(record, self.fallback)  # a bad value raises here, before any I/O
         if self.batcher is None:
@@ -197,6 +208,10 @@ class WebSink:
                 self.batcher.close()
         finally:
             self.sender.close()
+
+
+def _rebuild(settings: dict[str, Any]) -> WebSink:
+    return WebSink(**settings)
 
 
 def memweb(
