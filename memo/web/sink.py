@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
+from ..call import META_KEY
 from ..pipeline import recorder
 from ..record import KeyCollisionError
 from ..serialize import dumps_line
@@ -114,7 +115,7 @@ class WebSink:
                 "rename that output")
         record = dict(record)
         if call is not None:
-            record["$memo"] = call.meta  # the collector's file says who made the record
+            record[META_KEY] = call.meta  # the collector's file says who made the record
         record[ID_KEY] = new_id()
         line = dumps_line(record, self.fallback)  # a bad value raises here, before any I/O
         if self.batcher is None:
