@@ -139,13 +139,7 @@ def test_drain_and_spooling_agree_on_the_lock_mode(tmp_path, monkeypatch, mode):
     assert sorted(drained) == expected
 
 
-@pytest.mark.parametrize("mode", [
-    "flock",
-    pytest.param("posix", marks=pytest.mark.xfail(
-        strict=True, reason="hold() does not yet exclude the writer threads of its own process "
-                            "in posix mode (POSIX locks belong to the whole process)")),
-    "soft",
-])
+@pytest.mark.parametrize("mode", ["flock", "posix", "soft"])
 def test_drain_and_spooling_threads_of_one_process_agree(tmp_path, monkeypatch, mode):
     import threading
 

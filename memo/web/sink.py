@@ -253,12 +253,9 @@ def memweb(
                    spool=spool, recheck=recheck, errors=_errors(errors, on_error),
                    fallback=fallback)
     decorate = recorder(sink, include=include, exclude=exclude)
-
-    def apply(func: F) -> F:
-        wrapper = decorate(func)
-        wrapper.flush = sink.flush  # type: ignore[attr-defined]
-        return wrapper
-
-    apply.flush = sink.flush  # type: ignore[attr-defined]
-    apply.memo_sink = sink  # type: ignore[attr-defined]
-    return apply
+    # the decorated function has flush() and close() (the pipeline's); so has the decorator,
+    # for a sink shared by several functions
+    decorate.flush = sink.flush  # type: ignore[attr-defined]
+    decorate.close = sink.close  # type: ignore[attr-defined]
+    decorate.memo_sink = sink  # type: ignore[attr-defined]
+    return decorate
