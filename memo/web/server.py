@@ -290,9 +290,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"memo serve: {exc}".replace("memo serve: memo serve: ", "memo serve: "),
               file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # the port is taken, the file cannot be written: status 2 (memo.cli)
         print(f"memo serve: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _number(kind: Callable[[str], Any], low: float, high: float | None = None,
