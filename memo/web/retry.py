@@ -51,10 +51,14 @@ def _retryable(error: BaseException) -> bool:
 
 
 class RetryPolicy:
-    """``retries`` more attempts after the first, with exponential ``backoff`` (seconds).
+    """How ``memweb`` retries a request that failed in a way that may pass.
 
-    >>> RetryPolicy(retries=5, backoff=0.2, max_delay=30.0)
-    RetryPolicy(retries=5, backoff=0.2, max_delay=30.0)
+    `retries` more attempts after the first; before retry *n*, a wait drawn from
+    ``[0, backoff * 2**(n-1)]`` seconds (`backoff`), at least what the server's
+    ``Retry-After`` asks for, at most `max_delay` seconds. Retried: no answer, a
+    timeout, ``408``, ``429`` and ``5xx``; any other answer is final at once.
+
+    For example ``memo.memweb(url, retry=RetryPolicy(retries=5, backoff=0.2, max_delay=30))``.
     """
 
     def __init__(self, retries: int = 3, backoff: float = 0.5, max_delay: float = 60.0) -> None:
