@@ -114,6 +114,7 @@ class PoolBackend(Backend):
 
     in_flight_per_worker = 2  # batches queued per worker: one running, one ready
     grace = 2.0  # seconds past the timeout before the parent stops a call itself
+    startup = 30.0  # seconds a new pool's workers may take to start (fresh interpreters)
 
     def open(self, run: Run) -> Executor:
         raise NotImplementedError
@@ -145,6 +146,9 @@ class PoolBackend(Backend):
         sizer = BatchSizer(1 if timeout else self.runner.chunksize, workers, run.indexed.total)
         limit = workers if timeout else self.in_flight_per_worker * workers
         pending: dict[Future[BatchOut], tuple[Executor, Batch, float]] = {}
+        # when the current pool first finished a batch: its workers are up, and a call's
+        # time counts from its submission (before, from then plus the start-up allowance)
+        self.warm: float | None = None
 
         def submit(batch: Batch) -> None:
             pending[executor.submit(call, batch)] = (executor, batch, time.monotonic())
@@ -161,11 +165,13 @@ class PoolBackend(Backend):
                     break
                 wait_at_most = None
                 if timeout is not None:
-                    first = min(started for _, _, started in pending.values())
-                    wait_at_most = max(0.0, first + timeout + self.grace - time.monotonic())
+                    first = min(self._deadline(t, timeout) for _, _, t in pending.values())
+                    wait_at_most = max(0.0, first - time.monotonic())
                 done, _ = wait(pending, timeout=wait_at_most, return_when=FIRST_COMPLETED)
                 for fut in done:
                     owner, batch, _ = pending.pop(fut)
+                    if owner is executor and self.warm is None:
+                        self.warm = time.monotonic()
                     try:
                         out = fut.result()
                     except (Exception, CancelledError) as exc:
@@ -176,6 +182,7 @@ class PoolBackend(Backend):
                             if owner is executor:  # the rest of the settings get a new pool
                                 self.close(executor, hard=True)
                                 executor = self.open(run)
+                                self.warm = None
                     sizer.observe(out)
                     run.deliver(out)
                     run.indexed.forget(batch)
@@ -190,12 +197,17 @@ class PoolBackend(Backend):
             raise
         self.close(executor, hard=False)
 
+    def _deadline(self, submitted: float, timeout: float) -> float:
+        start = max(submitted, self.warm) if self.warm is not None \
+            else submitted + self.startup
+        return start + timeout + self.grace
+
     def _overdue(self, run: Run, executor: Executor,
                  pending: dict[Future[BatchOut], tuple[Executor, Batch, float]],
                  timeout: float) -> tuple[Executor, list[Batch]]:
         """Fail the calls past their time, replace their workers, resend what was lost."""
         now = time.monotonic()
-        late = [f for f, (_, _, t) in pending.items() if now - t >= timeout + self.grace]
+        late = [f for f, (_, _, t) in pending.items() if now >= self._deadline(t, timeout)]
         if not late:
             return executor, []
         for fut in late:
@@ -208,6 +220,7 @@ class PoolBackend(Backend):
         executor, resend = self.replace(executor, run)
         if not resend:
             return executor, []
+        self.warm = None
         again = [batch for _, batch, _ in pending.values()]
         pending.clear()
         return executor, again

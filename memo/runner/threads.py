@@ -77,6 +77,7 @@ class DaemonThreadPool(Executor):
 
 class ThreadsBackend(PoolBackend):
     name = "threads"
+    startup = 0.0
 
     def open(self, run: Run) -> Executor:
         return DaemonThreadPool(self.workers())
