@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any
 
@@ -91,6 +92,13 @@ class Indexed:
             if self.error is not None:
                 return out
             try:
+                if self.skipper is None and self.total is not None:
+                    # a checked sequence (the common case): no call per setting
+                    chunk = list(islice(self._items, n))
+                    self._ended = len(chunk) < n
+                    out = list(zip(range(self.count, self.count + len(chunk)), chunk))
+                    self._by_index.update(out)
+                    self.count += len(chunk)
                 while len(out) < n and not self._ended:
                     s = next(self._items, None)
                     if s is None:
