@@ -74,13 +74,15 @@ if __name__ == "__main__":
 """
 
 
-def _start_hanging(tmp_path: Path, backend: str) -> tuple[subprocess.Popen[bytes], set[int]]:
+def _start_hanging(tmp_path: Path, backend: str,
+                   processes: int = 2) -> tuple[subprocess.Popen[bytes], set[int]]:
+    """Start a run whose calls hang; return it once ``processes`` processes are in a call."""
     script = tmp_path / "hang.py"
     script.write_text(HANGING_RUN)
     proc = subprocess.Popen([sys.executable, str(script), backend, str(tmp_path)],
                             env=_env(), cwd=tmp_path, start_new_session=True)
     deadline = time.monotonic() + 90
-    while len(list(tmp_path.glob("started-*"))) < 2:  # both workers are inside a call
+    while len(list(tmp_path.glob("started-*"))) < processes:
         assert proc.poll() is None, "the run ended early"
         assert time.monotonic() < deadline, "the workers did not start within 90 s"
         time.sleep(0.05)
@@ -103,8 +105,8 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, backend, how):
 
 @pytest.mark.parametrize("backend", ["serial", "threads", "processes", "loky"])
 def test_ctrl_c_ends_a_run_whose_calls_hang(tmp_path, backend):
-    proc, pids = _start_hanging(tmp_path, backend) if backend in ("processes", "loky") \
-        else _start_serial(tmp_path, backend)
+    in_process = backend in ("serial", "threads")
+    proc, pids = _start_hanging(tmp_path, backend, 1 if in_process else 2)
     t0 = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
     try:
@@ -118,18 +120,6 @@ def test_ctrl_c_ends_a_run_whose_calls_hang(tmp_path, backend):
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left
-
-
-def _start_serial(tmp_path: Path, backend: str) -> tuple[subprocess.Popen[bytes], set[int]]:
-    script = tmp_path / "hang.py"
-    script.write_text(HANGING_RUN)
-    proc = subprocess.Popen([sys.executable, str(script), backend, str(tmp_path)],
-                            env=_env(), cwd=tmp_path, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("started-*")):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    return proc, {proc.pid}
 
 
 @pytest.mark.parametrize("backend", ["serial", "threads", "processes", "loky"])

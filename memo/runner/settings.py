@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from itertools import islice
 from typing import Any
 
 __all__ = ["Indexed", "Item", "Skipper", "check_settings"]
