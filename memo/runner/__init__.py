@@ -190,8 +190,8 @@ class Runner:
         def skipped(index: int, setting: Mapping[str, Any]) -> None:
             report.skipped += 1
             progress.skip()
-            if results is not None:  # the stored outputs: the call returns them at once
-                results[index] = func(**setting)
+            if results is not None:  # what the call would return: the stored outputs
+                results[index] = recs[0].stored(setting)
 
         skipper = Skipper(recs[0], skipped) if recs and recs[0].skip else None
         indexed = Indexed(items, total, skipper)

@@ -19,22 +19,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..sinks import recorders_of, where
 from .batching import Shipped
 
-__all__ = ["CaptureSink", "install", "parent_side", "recorders", "restore"]
+__all__ = ["CaptureSink", "deliver", "install", "recorders", "restore", "take"]
 
 
 def recorders(func: Callable[..., Any]) -> list[Any]:
     """The recorders of a decorated function, outermost first."""
-    try:  # TEMPORARY until the sink protocol lands
-        from ..sinks import recorders_of
-    except ImportError:
-        return []
-    return list(recorders_of(func))
-
-
-def parent_side(recorder: Any) -> bool:
-    return getattr(recorder.sink, "where", "worker") == "parent"
+    return recorders_of(func)
 
 
 class CaptureSink:
@@ -73,7 +66,7 @@ def install(func: Callable[..., Any]) -> list[tuple[int, CaptureSink]]:
         sink = rec.sink
         if isinstance(sink, CaptureSink):  # left by an earlier run in this worker
             sink = sink.original
-        if getattr(sink, "where", "worker") == "parent":
+        if where(sink) == "parent":
             capture = CaptureSink(sink)
             rec.sink = capture
             installed.append((pos, capture))
