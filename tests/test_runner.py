@@ -485,38 +485,46 @@ def test_kept_loky_workers_start_each_run_like_new_ones(tmp_path, module):
     assert report.ok and len(mod.data) == 6 and len(load(path)) == 6
 
 
-def test_loky_functions_with_other_sinks_get_a_new_pool_per_run(tmp_path, module):
-    # a sink memo cannot reset may hold records back until its process ends (HTTP, W&B)
-    mod = module(f"other_{tmp_path.name.replace('-', '_')}", f"""
-        import atexit, os
+@pytest.mark.parametrize("backend", ["processes", "loky"])
+def test_worker_sinks_that_hold_records_back_are_flushed_by_the_end_of_the_run(
+        tmp_path, module, backend):
+    # a sink that buffers (as a batching HTTP sink does) must not wait for its worker to
+    # end: the kept loky pool's workers outlive the run, forked workers skip exit hooks
+    mod = module(f"held_{backend}_{tmp_path.name.replace('-', '_')}", f"""
+        import os
         from memo import memlist
-        from memo.pipeline import recorder
+        from memo.sinks import recorder
 
-        class AtExit:
+        class Held:
+            where = "worker"
+
             def __init__(self):
                 self.held = []
-                atexit.register(self.flush)
 
-            def write(self, record):
-                self.held.append(record)
+            def write(self, record, call):
+                self.held.append(record["x"])
 
             def flush(self):
-                with open(os.path.join({str(tmp_path)!r}, f"held-{{os.getpid()}}"), "w") as f:
-                    f.write(str(len(self.held)))
+                if self.held:
+                    with open(os.path.join({str(tmp_path)!r}, f"held-{{os.getpid()}}"), "a") as f:
+                        f.write("".join(f"{{x}}\\n" for x in self.held))
+                    self.held.clear()
 
         data = []
 
         @memlist(data=data)
-        @recorder(AtExit())
+        @recorder(Held())
         def h(x):
             return {{"pid": os.getpid()}}
     """)
-    Runner("loky", n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
-    first = {r["pid"] for r in mod.data}
-    held = sum(int(p.read_text()) for p in tmp_path.glob("held-*"))
-    assert held == 8  # the workers ended with the run, and flushed
-    Runner("loky", n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
-    assert not {r["pid"] for r in mod.data[8:]} & first
+
+    def flushed() -> list[int]:
+        return sorted(int(x) for p in tmp_path.glob("held-*") for x in p.read_text().split())
+
+    Runner(backend, n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
+    assert flushed() == list(range(8))
+    Runner(backend, n_jobs=2, chunksize=3).run(mod.h, grid(x=range(8, 20)))
+    assert flushed() == list(range(20)) and len(mod.data) == 20
 
 
 def test_the_kept_loky_pool_ends_with_the_interpreter(tmp_path):
