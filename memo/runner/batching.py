@@ -22,8 +22,8 @@ __all__ = ["BatchOut", "BatchSizer", "Shipped", "lost"]
 TARGET_BATCH_SECONDS = 0.05  # batches this long keep the per-batch cost near 1% of 1 ms calls
 MAX_BATCH = 10_000
 
-# records for the parent's sinks: (position of the recorder, [(record, call), ...])
-Shipped = tuple[int, list[tuple[dict[str, Any], Any]]]
+# records for the parent's sinks: (position of the recorder, [record, ...], [call, ...])
+Shipped = tuple[int, list[dict[str, Any]], list[Any]]
 
 
 @dataclass

@@ -42,10 +42,15 @@ class CaptureSink:
     def __init__(self, original: Any) -> None:
         self.original = original
         self._lock = threading.Lock()
-        self._buffer: list[tuple[dict[str, Any], Any]] = []
+        # two parallel lists, not a tuple per record: less to build, pickle and unpickle
+        # (a Call shared by many records is pickled once, then referenced)
+        self._records: list[dict[str, Any]] = []
+        self._calls: list[Any] = []
 
     def write(self, record: dict[str, Any], call: Any) -> None:
-        self._buffer.append((record, call))
+        with self._lock:  # the two appends stay paired under concurrent threads
+            self._records.append(record)
+            self._calls.append(call)
 
     def flush(self) -> None:
         """Nothing to do here: the parent flushes the original sink."""
@@ -53,9 +58,12 @@ class CaptureSink:
     def close(self) -> None:
         """Nothing to do here: the parent closes the original sink."""
 
-    def take(self) -> list[tuple[dict[str, Any], Any]]:
+    def take(self) -> tuple[list[dict[str, Any]], list[Any]] | None:
         with self._lock:
-            out, self._buffer = self._buffer, []
+            if not self._records:
+                return None
+            out = (self._records, self._calls)
+            self._records, self._calls = [], []
         return out
 
 
@@ -83,15 +91,15 @@ def restore(func: Callable[..., Any]) -> None:
 def take(captures: list[tuple[int, CaptureSink]]) -> list[Shipped]:
     out: list[Shipped] = []
     for pos, capture in captures:
-        pairs = capture.take()
-        if pairs:
-            out.append((pos, pairs))
+        taken = capture.take()
+        if taken is not None:
+            out.append((pos, *taken))
     return out
 
 
 def deliver(recs: list[Any], shipped: list[Shipped]) -> None:
     """In the parent: hand the shipped records to the original sinks."""
-    for pos, pairs in shipped:
+    for pos, records, calls in shipped:
         write = recs[pos].sink.write
-        for record, call in pairs:
+        for record, call in zip(records, calls):
             write(record, call)

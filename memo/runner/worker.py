@@ -102,17 +102,19 @@ class Job:
         failures: list[Failure] = []
         results: list[tuple[int, Any]] | None = [] if self.keep_results else None
         with _Alarm(self.timeout) as alarm:
+            arm, disarm = (alarm.arm, alarm.disarm) if alarm.usable else (None, None)
             for index, settings in items:
                 try:
-                    alarm.arm()
-                    try:
+                    if arm is None:
                         result = func(**settings)
-                    finally:
-                        alarm.disarm()
+                    else:
+                        arm()
+                        try:
+                            result = func(**settings)
+                        finally:
+                            disarm()  # type: ignore[misc]
                 except Exception as exc:
-                    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__,
-                                                            limit=-8))
-                    failures.append(Failure(index, {}, _type_name(type(exc)), str(exc), tb))
+                    failures.append(_failure(index, exc))
                     continue
                 if type(result) is dict or isinstance(result, Mapping):
                     if result.get("status") == "error":
@@ -126,6 +128,11 @@ class Job:
             flush()
         records = capture.take(self.captures) if self.captures else []
         return BatchOut(len(items), failures, records, results, time.perf_counter() - t0)
+
+
+def _failure(index: int, exc: BaseException) -> Failure:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
+    return Failure(index, {}, _type_name(type(exc)), str(exc), tb)
 
 
 # ------------------------------------------------------------------ the worker's side
