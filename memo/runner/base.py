@@ -33,7 +33,7 @@ from concurrent.futures._base import BrokenExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .batching import BatchOut, BatchSizer, lost
+from .batching import TARGET_BATCH_SECONDS, BatchOut, BatchSizer, lost
 from .progress import Progress
 from .settings import Indexed
 from .worker import Job, _type_name
@@ -113,6 +113,7 @@ class PoolBackend(Backend):
     """A backend on a ``concurrent.futures.Executor`` (subclasses fill in the hooks)."""
 
     in_flight_per_worker = 2  # batches queued per worker: one running, one ready
+    batch_seconds = TARGET_BATCH_SECONDS  # how long a batch should take (adapted sizes)
     grace = 2.0  # seconds past the timeout before the parent stops a call itself
     startup = 30.0  # seconds a new pool's workers may take to start (fresh interpreters)
 
@@ -143,7 +144,8 @@ class PoolBackend(Backend):
         executor = self.open(run)
         call = self.task(run)
         # with a timeout, every call in flight is running: a late one is known by its start
-        sizer = BatchSizer(1 if timeout else self.runner.chunksize, workers, run.indexed.total)
+        sizer = BatchSizer(1 if timeout else self.runner.chunksize, workers, run.indexed.total,
+                           self.batch_seconds)
         limit = workers if timeout else self.in_flight_per_worker * workers
         pending: dict[Future[BatchOut], tuple[Executor, Batch, float]] = {}
         # when the current pool first finished a batch: its workers are up, and a call's

@@ -56,8 +56,10 @@ def lost(batch: list[tuple[int, Mapping[str, Any]]], why: str,
 class BatchSizer:
     """Batch sizes: a fixed ``chunksize``, or adapted to the measured time per call."""
 
-    def __init__(self, fixed: int | None, workers: int, total: int | None) -> None:
+    def __init__(self, fixed: int | None, workers: int, total: int | None,
+                 target: float = TARGET_BATCH_SECONDS) -> None:
         self.fixed = fixed
+        self.target = target
         self.workers = workers
         self.total = total
         self.taken = 0
@@ -69,7 +71,7 @@ class BatchSizer:
         elif self.per_call is None:
             n = 1
         else:
-            n = int(min(MAX_BATCH, max(1, TARGET_BATCH_SECONDS / max(self.per_call, 1e-7))))
+            n = int(min(MAX_BATCH, max(1, self.target / max(self.per_call, 1e-7))))
             if self.total is not None:  # keep a few batches per worker for the tail
                 left = self.total - self.taken
                 n = max(1, min(n, math.ceil(left / (4 * self.workers))))

@@ -41,6 +41,10 @@ def _dask_threads(executor: Any) -> int | None:
 
 class ExecutorBackend(PoolBackend):
     name = "executor"
+    # distributed engines take milliseconds per task (a scheduler, the network): longer
+    # batches, and more of them queued, keep their workers busy
+    batch_seconds = 0.2
+    in_flight_per_worker = 3
 
     def workers(self) -> int:
         if self.runner.n_jobs is not None and self.runner.n_jobs > 0:
