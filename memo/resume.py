@@ -212,6 +212,7 @@ class FileIndex:
         self._listed = -1.0
         self._checked = 0.0
         self.lock = threading.Lock()
+        self.claims: Any = None  # memo.claims.Claims, when the sink takes claims
         _LIVE.add(self)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -243,7 +244,7 @@ class FileIndex:
         offset = packed & _OFFSET_MASK
         if src.fd < 0:
             return None
-        size = 8192
+        size = 1024
         while True:
             data = os.pread(src.fd, size, offset)
             end = data.find(b"\n")

@@ -313,9 +313,9 @@ def main(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"memo serve: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # the port is taken, the file cannot be written: status 2 (memo.cli)
         print(f"memo serve: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

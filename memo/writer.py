@@ -279,7 +279,11 @@ class AppendWriter:
             try:
                 if self.mode == "soft":
                     os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                    os.close(os.open(self.path, _FLAGS, 0o644))
+                    fd = os.open(self.path, _FLAGS, 0o644)
+                    try:
+                        self._agree(fd)
+                    finally:
+                        os.close(fd)
                     with locking.acquire_soft(locking.soft_lock(self.path, self.timeout)):
                         pass
                     return
@@ -294,7 +298,7 @@ class AppendWriter:
                             return
                         raise
                     self._lockop(fd, _UN)
-            except WriteError:
+            except (WriteError, locking.LockTimeout):
                 raise
             except OSError as exc:
                 raise WriteError(exc.errno, f"cannot append records to {self.path}: "

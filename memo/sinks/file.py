@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 from ..call import META_KEY, Call
+from ..claims import Claims
 from ..pipeline import recorder
 from ..resume import FileIndex, Identity
 from ..serialize import dumps_line
@@ -35,13 +36,13 @@ class FileSink:
     def __init__(self, filepath: str | os.PathLike[str], *, durable: bool = False,
                  fallback: Callable[[Any], Any] | None = None, lock: str = "auto",
                  timeout: float | None = None,
-                 mode: Literal["shared", "shard"] = "shared") -> None:
+                 mode: Literal["shared", "shard"] = "shared", claim: bool = False) -> None:
         if callable(filepath) and not isinstance(filepath, (str, os.PathLike)):
             raise TypeError("memfile needs the path of the file to write: "
                             "write @memfile('results.jsonl'), not a bare @memfile")
         self.path = os.path.abspath(os.fspath(filepath))
         self._settings = {"durable": durable, "fallback": fallback, "lock": lock,
-                          "timeout": timeout, "mode": mode}
+                          "timeout": timeout, "mode": mode, "claim": claim}
         self.mode = mode
         self.fallback = fallback
         self.writer: AppendWriter | ShardWriter
@@ -66,6 +67,9 @@ class FileSink:
         else:
             raise ValueError(f"mode={mode!r} is not 'shared' or 'shard'")
         self._append = append
+        # claims are written like the data: with its lock (shard mode: a lock of their own)
+        self.claims = Claims(self.path, lock=lock if mode == "shared" else "auto") \
+            if claim else None
         self._indexes: list[FileIndex] = []
         self._index_lock = threading.Lock()
         self.write = self._write_plain  # type: ignore[method-assign]
@@ -131,6 +135,7 @@ class FileSink:
         else:
             target = self.path
             index = FileIndex(identity, lambda: sources(target), many=True)
+        index.claims = self.claims
         with self._index_lock:
             self._indexes.append(index)
         self.write = self._write_noted  # type: ignore[method-assign]
@@ -140,6 +145,8 @@ class FileSink:
         """Nothing is buffered: each record is in the file when the call returns."""
 
     def close(self) -> None:
+        if self.claims is not None:
+            self.claims.close()
         self.writer.close()
         for index in self._indexes:
             index.close()
@@ -158,6 +165,7 @@ def memfile(
     timeout: float | None = None,
     mode: Literal["shared", "shard"] = "shared",
     version: str | None = None,
+    claim: bool = False,
 ) -> Callable[[F], F]:
     """Append one JSON line per call to ``filepath``; safe for many processes at once.
 
@@ -182,11 +190,22 @@ def memfile(
     (``module.qualname``), the same version of its code (a fingerprint of its
     source, or ``version=``) and the same arguments. ``skip="arguments"`` accepts
     records of any version of the code. Failed calls are retried unless
-    ``retry_failed=False``. ``include``/``exclude`` choose the arguments kept in
+    ``retry_failed=False``.
+
+    ``claim=True`` (with ``skip``): before computing a call, claim it in
+    ``<filepath>.claims``, so that several runs of the same sweep at once (identical
+    SLURM array tasks, two terminals) never compute a setting twice: a call another
+    live process has claimed waits for its record (a :class:`memo.Runner` runs other
+    settings first), and a claim whose process died is taken over (:mod:`memo.claims`).
+
+    ``include``/``exclude`` choose the arguments kept in
     the record; ``fallback`` (e.g. ``repr``) turns values memo cannot encode into
     ones it can, instead of raising :class:`memo.SerializationError`.
     """
+    if claim and not skip:
+        raise ValueError("claim=True needs skip=True: a claimed call that another process "
+                         "recorded is skipped through the file's index")
     sink = FileSink(filepath, durable=durable, fallback=fallback, lock=lock, timeout=timeout,
-                    mode=mode)
+                    mode=mode, claim=claim)
     return recorder(sink, skip=skip, retry_failed=retry_failed, include=include, exclude=exclude,
                     version=version)
