@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -620,3 +621,48 @@ def test_a_logged_run_prints_progress_lines(tmp_path):
     quiet = subprocess.run([sys.executable, str(script), "False"], env=env,
                            capture_output=True, text=True, timeout=120)
     assert "memo: f:" not in quiet.stderr
+
+
+def test_a_setting_another_run_is_computing_is_left_to_the_end(tmp_path):
+    path = tmp_path / "claimed.jsonl"
+    release = tmp_path / "release"
+    source = textwrap.dedent(f"""
+        import os, time
+        from memo import memfile
+
+        calls = []
+
+        @memfile({str(path)!r}, skip=True, claim=True)
+        def f(x):
+            calls.append(x)
+            if x == 0:  # the other run holds this one until this run reached x=4
+                while not os.path.exists({str(release)!r}):
+                    time.sleep(0.05)
+            if x == 4:
+                open({str(release)!r}, "w").close()
+            return {{"pid": os.getpid()}}
+    """)
+    (tmp_path / "claimed_sweep.py").write_text(source)
+    holder = subprocess.Popen([sys.executable, "-c", "import claimed_sweep as m; m.f(x=0)"],
+                              cwd=tmp_path, env=subprocess_env(PYTHONPATH=os.pathsep.join(
+                                  [str(tmp_path), str(ROOT)])))
+    try:
+        import importlib
+        sys.path.insert(0, str(tmp_path))
+        mod = importlib.import_module("claimed_sweep")
+        rec = mod.f.memo_recorder
+        deadline = time.monotonic() + 60
+        while not rec.busy({"x": 0}):  # the other process has claimed x=0
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.05)
+        report = Runner("serial").run(mod.f, grid(x=range(5)))
+        assert holder.wait(timeout=60) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        if holder.poll() is None:
+            holder.kill()
+    assert mod.calls == [1, 2, 3, 4]  # x=0 went last, and was not computed twice
+    assert report.ok and report.done + report.skipped == 5
+    records = load(path, errors="raise")
+    assert sorted(r["x"] for r in records) == [0, 1, 2, 3, 4]
+    assert {r["pid"] for r in records if r["x"] == 0} == {holder.pid}
