@@ -51,3 +51,8 @@ def served_fixture(tmp_path):
     path = tmp_path / "served.jsonl"
     with ServerProcess(path) as server:
         yield server, str(path)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment, with the checkout first on PYTHONPATH (children import this memo)."""
+    return env(**extra)
