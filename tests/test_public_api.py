@@ -72,4 +72,4 @@ def test_exported_errors_derive_from_memo_error():
         obj = getattr(memo, name)
         if inspect.isclass(obj) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             qualified = f"{obj.__module__}.{obj.__qualname__}"
-            assert issubclass(obj, MemoError) or qualified in NOT_YET_REBASED, qualified
+            assert issubclass(obj, MemoError), qualified
