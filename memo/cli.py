@@ -17,6 +17,8 @@ __all__ = ["main"]
 # Modules that provide subcommands, in the order ``memo --help`` lists them.
 _COMMANDS = (
     "memo.demo",
+    "memo.show",
+    "memo.status",
     "memo.check",
     "memo.merge",
     "memo.serve",
