@@ -41,6 +41,7 @@ import math
 import operator
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -675,7 +676,8 @@ def _rich(columns: list[str], rows: Rows, width: int | None, caption: str | None
     from rich.console import Console
 
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=width or 100)
+    console = Console(file=out, force_terminal=True,
+                      width=width or shutil.get_terminal_size().columns)
     console.print(_rich_table(columns, rows, console.width, caption))
     return out.getvalue()
 
