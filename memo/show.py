@@ -774,9 +774,12 @@ def _follow(args: argparse.Namespace, q: Query, fmt: str, terminal: bool) -> int
                                      + render(columns, rows, fmt))
                     shown_header = True
                 else:
-                    if not columns:
-                        columns, _ = _select_records(records[:1], q)
-                    chosen = Query(**{**q.__dict__, "tail": None, "columns": columns})
+                    if not columns:  # the columns of the first records stay the columns
+                        columns = list(q.columns) if q.columns else [
+                            c for c in columns_of(records) if c not in HIDDEN]
+                    # the first rows printed are the last --tail ones, as without --follow
+                    chosen = Query(**{**q.__dict__, "columns": columns,
+                                      "tail": None if shown_header else q.tail})
                     _, rows = _select_records(new, chosen)
                     if fmt == "table":
                         cells = [[_cell(v) for v in row] for row in rows]

@@ -31,9 +31,9 @@ the missing and failed settings: the ``sbatch --array=...`` of the array tasks t
 hold them, for a ``shard(plan=...)`` sweep (with ``MEMO_SHARD_ARRAY`` naming the
 original array, so each task takes the same shard as before), or else a Python call
 of the planned function on :func:`todo`, or the ``rerun`` command given to
-:func:`memo.plan`. Exit status: 0 when every planned setting is done, 1 while
-settings are missing or running, 3 when nothing is left to run but some failed,
-4 when no plan was recorded, 2 when the file does not exist.
+:func:`memo.plan` (it exits 0). Exit status of ``memo status``: 0 when every planned
+setting is done, 1 while settings are missing or running, 3 when nothing is left to
+run but some failed, 4 when no plan was recorded, 2 when the file does not exist.
 """
 
 from __future__ import annotations
@@ -391,9 +391,10 @@ def main(path: str, *, rerun: bool = False, as_json: bool = False) -> int:
         plan = read_plan(path)
         n = len(plan) if plan is not None else None
         a = _Analysis(SweepStatus(n, 0, 0, {}, 0, n, None, None), plan, [MISSING] * (n or 0))
-    if rerun:
+    if rerun:  # the answer is the commands printed: 0, so that `... --rerun | bash` runs
         sys.stdout.write(rerun_commands(path, a))
-    elif as_json:
+        return 0
+    if as_json:
         print(json.dumps(a.status.as_dict()))
     else:
         sys.stdout.write(format_status(path, a.status))
