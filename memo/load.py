@@ -7,26 +7,30 @@ Fast paths (``scripts/bench_read.py`` measures them against msgspec and polars):
   JSON object per line (every line starts with ``{`` and ends with ``}``, and the
   decoder returns as many objects as there are lines); any other block is decoded line
   by line, so a corrupt line is still reported with its file and line number. The
-  reserved keys are then handled per record with dict operations (``$memo`` dropped,
-  ``$nonfinite`` put back), and the full tag walk (``$complex``, ``$bytes``) runs only
-  on blocks whose bytes contain a tag. The garbage collector is paused while the
-  records are built: a million new dicts would otherwise set off collections that
-  walk all of them again and again.
+  reserved keys are then handled with dict operations: ``$memo`` dropped from each
+  record, ``$nonfinite`` put back only in the records whose line holds it, and the
+  full tag walk (``$complex``, ``$bytes``) only on blocks whose bytes contain a tag.
+  The garbage collector is paused while the records are built: a million new dicts
+  would otherwise set off collections that walk all of them again and again.
 * :func:`to_polars` hands a file to ``polars.read_ndjson`` directly, which rejects
-  any line that is not exactly one JSON object. Only when polars refuses the file
-  is it validated with :func:`memo.reader.scan`, and the valid lines are given to
-  polars while the bad ones are reported. Non-finite floats are put back with
-  column expressions from the ``$nonfinite`` struct column, and the reserved columns
-  are dropped. A file with ``$complex`` or ``$bytes`` tags (seen in the schema)
-  takes the exact way through :func:`load`.
+  any line that is not exactly one JSON object. polars infers the columns from the
+  first rows; the members of the file (``":`` less ``":null``, counted in a thread
+  meanwhile) must all be in the frame, or it is read again inferring from every row.
+  Only when polars refuses the file is it validated with :func:`memo.reader.scan`,
+  and the valid lines are given to polars while the bad ones are reported. Non-finite
+  floats are put back with column expressions from the ``$nonfinite`` struct column,
+  and the reserved columns are dropped. A file with ``$complex`` or ``$bytes`` tags
+  (seen in the schema) takes the exact way through :func:`load`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import io
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -44,7 +48,7 @@ Source = str | os.PathLike[str] | Iterable[dict[str, Any]]
 META_KEY = "$memo"  # which function wrote a record, its version, which keys are arguments
 NONFINITE_KEY = serialize.NONFINITE_KEY
 _RESERVED = (META_KEY, NONFINITE_KEY)
-_TAG_BYTES = (b'"$complex"', b'"$bytes"', b'"$float"')
+_TAG = re.compile(rb'"\$(?:complex|bytes|float)"')  # one pass finds any of the tags
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # 4 MB blocks: few enough Python steps per file, small enough that a bad block's
 # line-by-line pass stays short
@@ -116,7 +120,9 @@ def _read_file(name: str, out: list[dict[str, Any]], meta: bool) -> Iterator[Bad
             if objs is None:
                 objs = []
                 yield from _by_line(data[:cut], name, lineno, objs)
-            _fix(objs, data, meta)
+                _fix(objs, data[:cut], meta)
+            else:
+                _fix(objs, data[:cut], meta, by_line=True)
             out.extend(objs)
             lineno += n
         if rest.strip():  # the last line has no newline: a writer is writing, or died
@@ -143,21 +149,46 @@ def _by_line(data: bytes, name: str, lineno: int, objs: list[Any]) -> Iterator[B
         objs.append(obj)
 
 
-def _fix(objs: list[dict[str, Any]], data: bytes, meta: bool) -> None:
-    """Undo the reserved encodings of ``objs``, decoded from ``data``, in place."""
+def _fix(objs: list[dict[str, Any]], data: bytes, meta: bool, by_line: bool = False) -> None:
+    """Undo the reserved encodings of ``objs``, decoded from ``data``, in place.
+
+    ``by_line``: ``objs[i]`` is line ``i`` of ``data``; then only the records whose line
+    holds ``"$nonfinite"`` are looked at, instead of every record.
+    """
     if b'"$' not in data:
         return
-    if any(tag in data for tag in _TAG_BYTES):
+    if _TAG.search(data):
         objs[:] = [serialize.restore(o) for o in objs]
-    elif b'"$nonfinite"' in data:
+        nonfinite = False
+    else:
+        nonfinite = b'"$nonfinite"' in data
+    drop = not meta and b'"$memo"' in data
+    if nonfinite and (by_line or not drop):
+        for o in (objs[i] for i in _lines_with(data, b'"$nonfinite"')) if by_line else objs:
+            nf = o.pop(NONFINITE_KEY, None)
+            if nf is not None:
+                _put_nonfinite(o, nf)
+    elif nonfinite:  # one pass for both keys
         for o in objs:
             nf = o.pop(NONFINITE_KEY, None)
             if nf is not None:
                 _put_nonfinite(o, nf)
-    if not meta and b'"$memo"' in data:
+            o.pop(META_KEY, None)
+        return
+    if drop:
         for o in objs:
-            if META_KEY in o:
-                del o[META_KEY]
+            o.pop(META_KEY, None)
+
+
+def _lines_with(data: bytes, needle: bytes) -> Iterator[int]:
+    """The (0-based) numbers of the lines of ``data`` that contain ``needle``."""
+    line, last = 0, 0
+    at = data.find(needle)
+    while at >= 0:
+        line += data.count(b"\n", last, at)
+        last = at
+        yield line
+        at = data.find(needle, at + 1)
 
 
 def _put_nonfinite(obj: dict[str, Any], pointers: Any) -> None:
@@ -215,9 +246,13 @@ def to_polars(source: Source, *, errors: Errors = "warn") -> Any:
 def _polars_file(pl: Any, name: str, errors: Errors) -> Any:
     try:
         # the schema inferred from the first rows is kept only when every key of the
-        # file is in it (polars leaves out keys it did not see while inferring)
-        frame = pl.read_ndjson(name)
-        if _keys_in_frame(pl, frame) != _keys_in_file(name):
+        # file is in it (polars leaves out keys it did not see while inferring). The keys
+        # of the file are counted in a thread while polars reads (it releases the GIL).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            counted = pool.submit(_keys_in_file, name)
+            frame = pl.read_ndjson(name)
+            keys = counted.result()
+        if _keys_in_frame(pl, frame) != keys:
             frame = pl.read_ndjson(name, infer_schema_length=None)
     except Exception:  # polars refuses the file: find the bad lines, read the good ones
         parts: list[Any] = []

@@ -36,16 +36,17 @@ import tempfile
 import time
 import warnings
 
-CONTENDERS = ("msgspec", "load", "polars", "to_polars", "polars_group", "show_group")
+CONTENDERS = ("msgspec", "msgspec_nogc", "load", "polars", "to_polars", "polars_group",
+              "show_group")
 GROUP = ["model", "lr"]
 
 
-def generate(path: str, n: int, seed: int = 0) -> tuple[int, int]:
+def generate(path: str, n: int, seed: int = 0, meta: bool = True) -> tuple[int, int]:
     """Write ``n`` records; return how many losses are nan and how many inf."""
     from memo import serialize
 
     rng = random.Random(seed)
-    meta = {"f": "bench_read.train", "v": "5d41402a", "a": ["model", "lr", "seed"]}
+    memo = {"f": "bench_read.train", "v": "5d41402a", "a": ["model", "lr", "seed"]}
     lrs = [10 ** -(k / 4) for k in range(4, 16)]
     nans = infs = 0
     with open(path, "wb") as f:
@@ -58,7 +59,8 @@ def generate(path: str, n: int, seed: int = 0) -> tuple[int, int]:
                 infs += loss == math.inf
             buf.append(serialize.dumps_line({
                 "model": rng.choice(("mlp", "cnn", "rnn")), "lr": rng.choice(lrs),
-                "seed": i % 10, "loss": loss, "acc": rng.random(), "$memo": meta}))
+                "seed": i % 10, "loss": loss, "acc": rng.random(),
+                **({"$memo": memo} if meta else {})}))
             if len(buf) >= 10000:
                 f.write(b"".join(buf))
                 buf.clear()
@@ -68,10 +70,14 @@ def generate(path: str, n: int, seed: int = 0) -> tuple[int, int]:
 
 def child(which: str, path: str) -> None:
     """Run one contender in this (fresh) process and print its time and peak memory."""
-    if which == "msgspec":
+    if which in ("msgspec", "msgspec_nogc"):
+        import gc
+
         import msgspec
 
         decoder = msgspec.json.Decoder()
+        if which == "msgspec_nogc":  # what memo.load does too: no collections while decoding
+            gc.disable()
         t0 = time.perf_counter()
         with open(path, "rb") as f:
             rows = len(decoder.decode_lines(f.read()))
@@ -114,8 +120,17 @@ def child(which: str, path: str) -> None:
     else:
         raise SystemExit(f"unknown contender {which!r}")
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak, "rows": rows}))
+    print(json.dumps({"seconds": seconds, "peak_mb": _peak_mb(), "rows": rows}))
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory (VmHWM: ru_maxrss would carry the high-water
+    mark of the parent that forked it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(which: str, path: str) -> dict[str, float]:
@@ -159,6 +174,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--file", help="where to write the file (default: a temporary one)")
+    parser.add_argument("--without-meta", action="store_true",
+                        help="records without the $memo key (as files written before it)")
     parser.add_argument("--child", nargs=2, metavar=("WHICH", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -171,7 +188,7 @@ def main() -> None:
         path = os.path.join(tmp.name, "bench.jsonl")
     try:
         t0 = time.perf_counter()
-        nans, infs = generate(path, args.records)
+        nans, infs = generate(path, args.records, meta=not args.without_meta)
         size = os.path.getsize(path) / 1e6
         print(f"{args.records:,} records, {size:.0f} MB ({nans} nan, {infs} inf losses), "
               f"written in {time.perf_counter() - t0:.1f} s")
@@ -205,6 +222,8 @@ def main() -> None:
         for label, value, goal in rows:
             verdict = "ok" if value <= goal else "MISSED"
             print(f"{label:<52} {value:5.2f}x  (goal <= {goal}x) {verdict}")
+        print(f"{'(memo.load / msgspec decode_lines with GC paused)':<52} "
+              f"{ratio('load', 'msgspec_nogc'):5.2f}x")
     finally:
         if tmp is not None:
             tmp.cleanup()
