@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from . import serialize
+from .call import META_KEY
 from .reader import BadLine, CorruptLineWarning, Errors, _decode, _frame, scan
 from .shardfile import sources
 
@@ -45,7 +46,6 @@ __all__ = ["META_KEY", "load", "to_pandas", "to_polars"]
 
 Source = str | os.PathLike[str] | Iterable[dict[str, Any]]
 
-META_KEY = "$memo"  # which function wrote a record, its version, which keys are arguments
 NONFINITE_KEY = serialize.NONFINITE_KEY
 _RESERVED = (META_KEY, NONFINITE_KEY)
 _TAG = re.compile(rb'"\$(?:complex|bytes|float)"')  # one pass finds any of the tags
@@ -113,7 +113,7 @@ def _read_file(name: str, out: list[dict[str, Any]], meta: bool) -> Iterator[Bad
             if framed:
                 try:
                     objs = _decoder.decode_lines(memoryview(data)[:cut])
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):  # the lines say which
                     objs = None
                 if objs is not None and len(objs) != n:
                     objs = None
@@ -135,18 +135,16 @@ def _read_file(name: str, out: list[dict[str, Any]], meta: bool) -> Iterator[Bad
 
 
 def _by_line(data: bytes, name: str, lineno: int, objs: list[Any]) -> Iterator[BadLine]:
+    """Each line on its own, as :mod:`memo.reader` reads them (1e999 is inf, a line nested
+    too deeply is a bad line)."""
     for i, raw in enumerate(data.split(b"\n")[:-1], start=lineno + 1):
         if not raw.strip():
             continue
-        try:
-            obj = _decoder.decode(raw)
-        except msgspec.DecodeError as exc:
-            yield BadLine(name, i, str(exc).split(":")[0])
-            continue
-        if type(obj) is not dict:
-            yield BadLine(name, i, f"a JSON {type(obj).__name__}, not an object")
-            continue
-        objs.append(obj)
+        item = _decode(raw, name, i)
+        if isinstance(item, BadLine):
+            yield item
+        else:
+            objs.append(item)
 
 
 def _fix(objs: list[dict[str, Any]], data: bytes, meta: bool, by_line: bool = False) -> None:

@@ -47,8 +47,8 @@ from typing import Any
 import msgspec
 
 from . import serialize
+from .call import canonical
 from .locking import hold
-from .resume import canonical_key
 from .shardfile import sources
 
 __all__ = ["SUFFIX", "Plan", "plan", "plan_path", "read", "record_function"]
@@ -63,8 +63,7 @@ def plan_path(path: str | os.PathLike[str]) -> str:
 
 def setting_key(setting: Mapping[str, Any]) -> bytes:
     """The identity of one setting: its keys and values in canonical form, sorted by key."""
-    names = sorted(setting)
-    return canonical_key([names, *(setting[k] for k in names)])
+    return canonical(setting)
 
 
 def _digest(settings: list[dict[str, Any]]) -> str:

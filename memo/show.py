@@ -409,9 +409,9 @@ def _group_key(values: tuple[Any, ...]) -> Any:
     for v in values:
         t = type(v)
         if not (t is str or t is int or v is None or (t is float and v == v)):
-            from .resume import canonical_key
+            from .call import canonical
 
-            return canonical_key(values)
+            return canonical({str(i): v for i, v in enumerate(values)})
     return values
 
 
@@ -808,41 +808,38 @@ def _follow(args: argparse.Namespace, q: Query, fmt: str, terminal: bool) -> int
 
 
 def main(args: argparse.Namespace) -> int:
-    missing = [p for p in args.paths
-               if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
-    if missing and not args.follow:
-        for p in missing:
-            print(f"memo show: {p}: no such file or shard folder", file=sys.stderr)
-        return 2
+    """``memo show``: the table on stdout; problems on stderr; the exit status of memo.cli."""
+    from .cli import OK, error, stdin_paths
+
+    if args.follow and "-" in args.paths:
+        return error("show", "--follow needs files, not standard input ('-')")
     try:
         q = Query(columns=args.columns, where=args.where, sort=args.sort,
                   descending=args.desc, group_by=args.group_by, agg=args.agg, tail=args.tail)
         if args.where:
             compile_where(args.where)  # syntax errors before any reading
-    except (ValueError, WhereError) as exc:
-        print(f"memo show: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # WhereError too
+        return error("show", exc)
     terminal = sys.stdout.isatty()
-    try:
-        if args.follow:
-            return _follow(args, q, args.format, terminal)
-        columns, rows = select(args.paths, q, errors=args.errors)
-        if terminal and args.format == "table":
-            from rich.console import Console
-
-            console = Console()
-            console.print(_rich_table(columns, rows, console.width, None))
-        else:
-            sys.stdout.write(render(columns, rows, args.format))
-    except WhereError as exc:
-        print(f"memo show: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `memo show ... | head`
+    with stdin_paths(args.paths) as paths:
+        args.paths = paths
+        missing = [p for p in paths if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
+        if missing and not args.follow:
+            return error("show", f"{missing[0]}: no such file or shard folder")
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is written
-        except OSError:
-            pass
-    return 0
+            if args.follow:
+                return _follow(args, q, args.format, terminal)
+            columns, rows = select(paths, q, errors=args.errors)
+        except WhereError as exc:
+            return error("show", exc)
+    if terminal and args.format == "table":
+        from rich.console import Console
+
+        console = Console()
+        console.print(_rich_table(columns, rows, console.width, None))
+    else:
+        sys.stdout.write(render(columns, rows, args.format))
+    return OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -851,7 +848,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Print the records of memo JSONL files (or shard folders) as a table: "
                     "filter, sort, group and aggregate them, or follow the file as records "
                     "are appended.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="memo file or shard folder")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="memo file, shard folder, or shard-mode target; '-' reads standard input")
     p.add_argument("-c", "--columns", help="columns to show, comma-separated, in this order")
     p.add_argument("-w", "--where", metavar="EXPR",
                    help="keep the records that match, e.g. \"lr > 0.01 and model == 'mlp'\"")

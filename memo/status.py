@@ -49,10 +49,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .call import canonical
 from .load import META_KEY, read
 from .plan import Plan, plan_path, setting_key
 from .plan import read as read_plan
-from .resume import canonical_key
 from .shardfile import sources
 
 __all__ = ["SweepStatus", "main", "register", "summarize", "todo"]
@@ -110,6 +110,17 @@ def _fn_name(entry: dict[str, Any]) -> str | None:
     return None
 
 
+def _same_function(planned: str, recorded: str) -> bool:
+    """Whether a record's ``$memo`` function is the planned one. A script's function is
+    ``__main__.f`` when the script runs and ``script.f`` when a rerun imports it."""
+    if planned == recorded:
+        return True
+    for main, other in ((planned, recorded), (recorded, planned)):
+        if main.startswith("__main__."):
+            return other.endswith(main[len("__main__"):])
+    return False
+
+
 def _record_fn(r: dict[str, Any]) -> str | None:
     meta = r.get(META_KEY)
     return meta.get("f") if isinstance(meta, dict) else None
@@ -159,7 +170,7 @@ def _analyze(path: str, now: float | None = None) -> _Analysis:
 def _key(values: dict[str, Any], names: tuple[str, ...]) -> bytes:
     if not isinstance(values, dict) or any(n not in values for n in names):
         return b""
-    return canonical_key([list(names), *(values[n] for n in names)])
+    return canonical({n: values[n] for n in names})
 
 
 def _index(records: list[dict[str, Any]], names: tuple[str, ...],
@@ -169,7 +180,7 @@ def _index(records: list[dict[str, Any]], names: tuple[str, ...],
     for r in records:
         if fn is not None:
             f = _record_fn(r)
-            if f is not None and f != fn:
+            if f is not None and not _same_function(fn, f):
                 continue
         key = _key(r, names)
         if not key:
@@ -381,10 +392,11 @@ def _python_call(path: str, plan: Plan, left: list[int], functions: list[str]) -
 
 
 def main(path: str, *, rerun: bool = False, as_json: bool = False) -> int:
+    from .cli import error
+
     if not os.path.exists(path) and not os.path.isdir(path + ".shards") \
             and not os.path.exists(plan_path(path)):
-        print(f"memo status: {path}: no such file, shard folder or plan", file=sys.stderr)
-        return 2
+        return error("status", f"{path}: no such file, shard folder or plan")
     try:
         a = _analyze(path)
     except FileNotFoundError:  # a plan, no records yet

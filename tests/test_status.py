@@ -261,3 +261,46 @@ def test_slurm_array_status_show_and_rerun_of_failed_tasks(tmp_path):
     records = memo.load(tmp_path / "results.jsonl", errors="raise")
     assert sorted(r["i"] for r in records) == list(range(24))  # each setting exactly once
     assert {r["task"] for r in records if r["i"] % 6 in (2, 5)} == {2, 5}
+
+
+def test_a_call_being_computed_under_a_claim_is_running(tmp_path):
+    script = textwrap.dedent("""\
+        import os
+        import time
+
+        import memo
+
+
+        @memo.memfile("results.jsonl", skip=True, claim=True)
+        def slow(x):
+            deadline = time.monotonic() + 60
+            while x == 1 and not os.path.exists("go") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return {"y": x}
+
+
+        if __name__ == "__main__":
+            memo.plan("results.jsonl", memo.grid(x=range(3)), func=slow)
+            for x in range(3):
+                slow(x)
+        """)
+    (tmp_path / "claimed.py").write_text(script)
+    proc = subprocess.Popen([sys.executable, "claimed.py"], cwd=tmp_path, env=_env())
+    try:
+        deadline = time.monotonic() + 60
+        s = None
+        while time.monotonic() < deadline:
+            if (tmp_path / "results.jsonl").exists():
+                s = summarize(tmp_path / "results.jsonl")
+                if s.running:
+                    break
+            time.sleep(0.1)
+        assert s is not None and (s.done, s.running, s.missing) == (1, 1, 1), s
+        done = status("results.jsonl", cwd=tmp_path)
+        assert re.search(r"^  running +1$", done.stdout, re.M), done.stdout
+        rerun = status("results.jsonl", "--rerun", cwd=tmp_path).stdout
+        assert rerun.startswith("# 1 of 3 settings to run (1 missing, 0 failed)")
+    finally:
+        (tmp_path / "go").touch()
+        assert proc.wait(timeout=120) == 0
+    assert summarize(tmp_path / "results.jsonl").complete
