@@ -23,6 +23,7 @@ from .exceptions import MemoError
 from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
 from .merge import merge
+from .plan import plan
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
 from .runner import Failure, RunError, Runner, RunReport
@@ -62,6 +63,7 @@ __all__ = [
     "memwandb",
     "memweb",
     "merge",
+    "plan",
     "random_grid",
     "RetryPolicy",
     "run_context",
