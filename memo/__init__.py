@@ -6,6 +6,7 @@ from .errors import ignore_error
 from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
 from .merge import merge
+from .plot import plot  # altair and vl-convert are imported when a chart is made
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
 from .runner import Failure, RunError, Runner, RunReport
@@ -40,6 +41,7 @@ __all__ = [
     "load",
     "memfile",
     "merge",
+    "plot",
     "memfunc",
     "memlist",
     "memutils",
