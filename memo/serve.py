@@ -180,7 +180,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-          durable: bool = False) -> int:
+          durable: bool = False, view: bool = False) -> int:
     """Run the collector until SIGINT or SIGTERM; returns the exit status."""
     try:
         import uvicorn
@@ -189,6 +189,9 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
             from None
     collector = Collector(path, durable=durable)
     app = make_app(collector, token=token, max_body=max_body)
+    if view:  # memo view's page of the same file, under /view/
+        from .view import beside
+        app = beside(app, collector.path, token=token)
     sock = _listen(host, port)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -205,6 +208,8 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
         signal.signal(sig, stop)
     print(f"memo serve: listening on http://{shown}:{bound[1]}/ (appending to {collector.path};"
           f" {len(collector.seen)} record ids already there)", flush=True)
+    if view:
+        print(f"memo serve: the page: http://{shown}:{bound[1]}/view/", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
@@ -309,7 +314,7 @@ def _drain(stream: Any, into: list[str], first: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         return serve(args.path, host=args.host, port=args.port, token=args.token or None,
-                     max_body=args.max_body, durable=args.durable)
+                     max_body=args.max_body, durable=args.durable, view=args.view)
     except ImportError as exc:
         print(f"memo serve: {exc}", file=sys.stderr)
         return 2
@@ -333,4 +338,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
     p.add_argument("--durable", action="store_true",
                    help="fsync each request's records before answering (survives a power cut)")
+    p.add_argument("--view", action="store_true",
+                   help="also serve memo view's live page of PATH at /view/ (the same token)")
     p.set_defaults(handler=main)

@@ -47,7 +47,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["app", "register", "serve"]
+__all__ = ["app", "beside", "register", "serve"]
 
 
 def app(path: str | os.PathLike[str], token: str | None = None, *,
@@ -60,6 +60,22 @@ def app(path: str | os.PathLike[str], token: str | None = None, *,
     """
     from .server import make_app
     return make_app(path, token=token, allowed_hosts=allowed_hosts)
+
+
+def beside(other: Any, path: str | os.PathLike[str], token: str | None = None) -> Any:
+    """An application that serves the page of ``path`` under ``/view/`` and ``other`` elsewhere.
+
+    ``memo serve --view`` puts the page beside its collector this way.
+    """
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Mount, Route
+
+    async def slash(request: Any) -> Any:
+        return RedirectResponse(request.url.replace(path="/view/"), 307)
+
+    return Starlette(routes=[Route("/view", slash), Mount("/view", app(path, token=token)),
+                             Mount("", other)])
 
 
 def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8050,
