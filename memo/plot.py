@@ -128,8 +128,8 @@ def _channel(field: str, kind: str, title: str, **extra: Any) -> dict[str, Any]:
 def chart_spec(*, x: str, y: str, color: str | None = None, facet: str | None = None,
                raw: bool = False, kinds: Mapping[str, str] | None = None,
                values: list[dict[str, Any]] | None = None, subtitle: str | Sequence[str] = "",
-               log_x: bool = False, log_y: bool = False, width: int = WIDTH,
-               height: int = HEIGHT) -> dict[str, Any]:
+               log_x: bool = False, log_y: bool = False, title: str | None = None,
+               width: int = WIDTH, height: int = HEIGHT) -> dict[str, Any]:
     """The Vega-Lite specification of a chart of ``y`` against ``x``.
 
     Its data are rows ``{"x", "y", "color", "facet"}``, one per record (the
@@ -137,7 +137,8 @@ def chart_spec(*, x: str, y: str, color: str | None = None, facet: str | None = 
     inline, or, when ``values`` is None, the named dataset ``"records"`` that
     the caller provides (``memo view`` does, with the rows its filters keep).
     ``kinds`` maps ``"x"`` and ``"color"`` to a Vega-Lite type (default:
-    quantitative x, nominal color). ``log_x``/``log_y``: logarithmic axes.
+    quantitative x, nominal color). ``log_x``/``log_y``: logarithmic axes;
+    ``title`` replaces the default "Y by X".
     """
     kinds = dict(kinds or {})
     xkind = kinds.get("x", "quantitative")
@@ -210,10 +211,10 @@ def chart_spec(*, x: str, y: str, color: str | None = None, facet: str | None = 
                     columns=_FACET_COLUMNS, spec=inner)
     else:
         spec.update(inner)
-    title: dict[str, Any] = {"text": f"{y} by {x}", "anchor": "start"}
+    heading: dict[str, Any] = {"text": title or f"{y} by {x}", "anchor": "start"}
     if subtitle:
-        title["subtitle"] = subtitle
-    spec["title"] = title
+        heading["subtitle"] = subtitle
+    spec["title"] = heading
     spec["config"] = {"view": {"stroke": "#ddd"}, "font": "DejaVu Sans",
                       "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridColor": "#eee",
                                "labelSeparation": 6},
@@ -294,8 +295,8 @@ def auto_log(values: list[Any]) -> bool:
 
 def _prepare(source: Source, x: str, y: str, color: str | None = None,
              facet: str | None = None, *, raw: bool = False, errors: Errors = "warn",
-             log_x: bool | None = None, log_y: bool = False, width: int = WIDTH,
-             height: int = HEIGHT) -> dict[str, Any]:
+             log_x: bool | None = None, log_y: bool = False, title: str | None = None,
+             width: int = WIDTH, height: int = HEIGHT) -> dict[str, Any]:
     records = _records(source, errors)
     where = f" in {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else ""
     if not records:
@@ -319,13 +320,14 @@ def _prepare(source: Source, x: str, y: str, color: str | None = None,
     if log_x is None:
         log_x = auto_log([r["x"] for r in rows])
     return chart_spec(x=x, y=y, color=color, facet=facet, raw=raw, kinds=kinds, values=rows,
-                      subtitle=subtitle, log_x=log_x, log_y=log_y, width=width,
-                      height=height)
+                      subtitle=subtitle, log_x=log_x, log_y=log_y, title=title,
+                      width=width, height=height)
 
 
 def plot(source: Source, *, x: str, y: str, color: str | None = None, facet: str | None = None,
          raw: bool = False, log_x: bool | None = None, log_y: bool = False,
-         errors: Errors = "warn", width: int = WIDTH, height: int = HEIGHT) -> Any:
+         title: str | None = None, errors: Errors = "warn", width: int = WIDTH,
+         height: int = HEIGHT) -> Any:
     """A chart of ``y`` against ``x`` (an altair chart: it renders in Jupyter).
 
     ``source`` is a memo file (or shard folder), a list of records (memlist's),
@@ -337,7 +339,7 @@ def plot(source: Source, *, x: str, y: str, color: str | None = None, facet: str
     ``.html``), offline.
     """
     spec = _prepare(source, x, y, color, facet, raw=raw, errors=errors, log_x=log_x,
-                    log_y=log_y, width=width, height=height)
+                    log_y=log_y, title=title, width=width, height=height)
     try:
         import altair as alt
     except ImportError:
@@ -466,8 +468,8 @@ def main(args: argparse.Namespace) -> int:
         records += _records(path, "warn")
     try:
         spec = _prepare(records, args.x, args.y, args.color, args.facet, raw=args.raw,
-                        log_x=args.log_x, log_y=args.log_y, width=args.width,
-                        height=args.height)
+                        log_x=args.log_x, log_y=args.log_y, title=args.title,
+                        width=args.width, height=args.height)
         save(spec, out)
     except PlotError as exc:
         print(f"memo plot: {str(exc).removeprefix('memo.plot: ')}", file=sys.stderr)
@@ -497,6 +499,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--log-y", action="store_true", help="logarithmic y axis")
     p.add_argument("-o", "--out", metavar="OUT",
                    help="file to write: .png, .svg or .html (default: Y_by_X.png)")
+    p.add_argument("--title", help='the chart\'s title (default: "Y by X")')
     p.add_argument("--width", type=int, default=WIDTH, help=f"pixels (default {WIDTH})")
     p.add_argument("--height", type=int, default=HEIGHT, help=f"pixels (default {HEIGHT})")
     p.set_defaults(handler=main)

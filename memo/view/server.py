@@ -25,7 +25,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from .. import serialize
 from .._util import missing
@@ -44,6 +46,8 @@ from ..reader import Tail
 from ..shardfile import sources
 
 __all__ = ["AccessError", "Follower", "check_access", "make_app", "run"]
+
+_decode = msgspec.json.Decoder().decode
 
 # records sent per answer: a first load of a large file comes in a few answers
 # (the page shows its progress) instead of one that holds everything
@@ -111,12 +115,38 @@ class _Counts:
             self.done += 1
 
 
+class _LineTail(Tail):
+    """A :class:`~memo.reader.Tail` that returns the new whole lines as they are in the file.
+
+    The page wants the file's own JSON (non-finite floats stay tagged), so the
+    records are not restored and serialized again (which costs ten times more
+    than reading them); each line is still decoded once, to check that it is one
+    JSON object and to learn its columns.
+    """
+
+    def _read(self, size: int) -> list[Any]:
+        chunk = os.pread(self._fd, size - self.offset, self.offset)
+        end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written waits
+        lines = []
+        for raw in chunk[:end].splitlines():
+            try:
+                record = _decode(raw)
+            except msgspec.DecodeError:
+                continue  # a corrupt line: memo check reports those
+            if isinstance(record, dict):
+                lines.append((raw, record))
+        self.offset += end
+        return lines
+
+
 class Follower:
     """The records of ``path`` (a file, with its shards if any), kept up to date by :meth:`poll`.
 
-    ``lines[i]`` is record ``i`` as one JSON object (non-finite floats tagged as in
-    the file); ``generation`` grows when a file was replaced or cut, which starts
-    the list again. ``path`` need not exist yet.
+    ``lines[i]`` is record ``i``, its line in the file (non-finite floats are null
+    there, tagged in ``$nonfinite``), and ``records[i]`` that line decoded without
+    restoring the tags (enough for columns, kinds and counts). ``generation``
+    grows when a file was replaced or cut, which starts the lists again. ``path``
+    need not exist yet.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -128,7 +158,7 @@ class Follower:
         self.columns: dict[str, None] = {}
         self.parameters: dict[str, None] = {}
         self.has_meta = False
-        self._tails: dict[str, Tail] = {}
+        self._tails: dict[str, _LineTail] = {}
         self._relist = 0.0
         self._samples: deque[tuple[float, int]] = deque()  # (time, records), for the rate
 
@@ -141,21 +171,24 @@ class Follower:
         self._relist = 0.0
         self._samples.clear()
 
-    def _add(self, records: list[dict[str, Any]]) -> None:
-        dumps = serialize.dumps
-        for record in records:
-            self.lines.append(dumps(record))
+    def _add(self, lines: list[tuple[bytes, dict[str, Any]]]) -> None:
+        columns, seen = self.columns, None
+        for raw, record in lines:
+            self.lines.append(raw)
             self.records.append(record)
             self.counts.add(record)
-            for key in record:
-                if key not in self.columns and not key.startswith("$"):
-                    self.columns[key] = None
+            columns.update(dict.fromkeys(record))  # reserved "$" keys are left out on output
             meta = record.get(META_KEY)
-            if isinstance(meta, dict) and isinstance(meta.get("a"), list):
+            if isinstance(meta, dict) and isinstance(meta.get("a"), list) and meta["a"] != seen:
+                seen = meta["a"]  # records of one function repeat it: look at it once
                 self.has_meta = True
-                for key in meta["a"]:
+                for key in seen:
                     if isinstance(key, str):
                         self.parameters.setdefault(key, None)
+
+    def column_names(self) -> list[str]:
+        """The records' columns in order of first appearance, reserved ``$`` keys left out."""
+        return [c for c in self.columns if not c.startswith("$")]
 
     def poll(self) -> None:
         """Read what was appended since the last call."""
@@ -168,13 +201,13 @@ class Follower:
                 names = []
             for name in names:
                 if name not in self._tails:
-                    self._tails[name] = Tail(name)
+                    self._tails[name] = _LineTail(name)
         for tail in list(self._tails.values()):
             reset, records = tail.read_new()
             if reset:  # replaced or cut: every record is read again
                 self._restart()
                 return self.poll()
-            self._add(records)
+            self._add(cast(list[tuple[bytes, dict[str, Any]]], records))  # _LineTail's
         # the count at the first look is the baseline: records that were already there
         # did not arrive at this rate
         samples = self._samples
@@ -343,7 +376,7 @@ def make_app(path: str | os.PathLike[str], *, token: str | None = None,
         lines = follower.lines[start:start + BATCH]
         head = serialize.dumps({
             "path": os.path.abspath(follower.path), "gen": follower.generation, "from": start,
-            "total": len(follower.lines), "columns": list(follower.columns),
+            "total": len(follower.lines), "columns": follower.column_names(),
             "parameters": list(follower.parameters) if follower.has_meta else None,
             "status": status.get()})
         return json(head[:-1] + b',"records":[' + b",".join(lines) + b"]}")
@@ -354,7 +387,8 @@ def make_app(path: str | os.PathLike[str], *, token: str | None = None,
         q = request.query_params
         x, y = q.get("x", ""), q.get("y", "")
         color, facet = q.get("color") or None, q.get("facet") or None
-        unknown = [c for c in (x, y, color, facet) if c is not None and c not in follower.columns]
+        known = follower.column_names()
+        unknown = [c for c in (x, y, color, facet) if c is not None and c not in known]
         if unknown:
             return json(serialize.dumps({"error": f"no column {unknown[0]!r}"}), 400)
         kinds = {"x": field_kind(r.get(x) for r in follower.records)}

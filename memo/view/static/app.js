@@ -84,16 +84,23 @@ function describeColumns() {
   for (const r of S.records) {
     for (const c of S.columns) {
       const v = r[c], m = meta[c];
-      if (v === null || v === undefined) continue;
+      if (v === null || v === undefined) { m.hasNull = true; continue; }
       m.any = true;
       if (typeof v === "number") {
         if (Number.isFinite(v)) { if (v < m.min) m.min = v; if (v > m.max) m.max = v; }
         if (!Number.isInteger(v)) m.floats = true;
       } else m.numeric = false;
       if (m.distinct.size <= 1000) m.distinct.add(typeof v === "object" ? JSON.stringify(v) : v);
+      else m.many = true;
     }
   }
-  for (const c of S.columns) { const m = meta[c]; m.numeric = m.numeric && m.any; m.n = m.distinct.size; }
+  for (const c of S.columns) {
+    const m = meta[c];
+    m.numeric = m.numeric && m.any;
+    m.n = m.distinct.size;
+    m.values = new Set(Array.from(m.distinct, catKey));
+    if (m.hasNull) m.values.add(catKey(null));
+  }
   S.meta = meta;
 }
 
@@ -291,10 +298,14 @@ function renderHead() {
     names.append(th);
     const input = el("input", { type: "text", placeholder: "filter", "aria-label": `filter ${c}` });
     input.value = S.filters[c] || "";
-    input.addEventListener("input", () => {
-      S.filters[c] = input.value;
-      S.page = 0;
-      update({ chart: true });
+    let typing = null;
+    input.addEventListener("input", () => {   // once the typing pauses, not per key
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        S.filters[c] = input.value;
+        S.page = 0;
+        update({ chart: true });
+      }, 150);
     });
     const cell = el("th");
     cell.append(input);
@@ -448,7 +459,8 @@ function pcAxes() {
       ax.y = (v) => (isNum(v) && Number.isFinite(v) && (!log || v > 0) ? ax.bottom - ((f(v) - lo) / d) * span : null);
       ax.value = (py) => { const t = (ax.bottom - py) / span; const v = lo + t * d; return log ? 10 ** v : v; };
     } else {
-      const cats = Array.from(new Set(S.records.map((r) => catKey(r[c])))).sort((a, b) => compare(isNaN(+a) ? a : +a, isNaN(+b) ? b : +b));
+      const values = !m.many ? m.values : new Set(S.records.map((r) => catKey(r[c])));
+      const cats = Array.from(values).sort((a, b) => compare(isNaN(+a) ? a : +a, isNaN(+b) ? b : +b));
       const step = span / Math.max(1, cats.length - 1 || 1);
       const pos = new Map(cats.map((k, j) => [k, cats.length === 1 ? ax.top + span / 2 : ax.bottom - j * step]));
       ax.kind = "cat"; ax.cats = cats; ax.pos = pos;
@@ -476,9 +488,12 @@ function drawPC() {
   S.axes = axes;
   svg.replaceChildren();
   if (!axes.length || !S.records.length) { $("pc-caption").textContent = "No parameters to show yet."; return; }
-  const kept = new Set(S.keep);
   const out = [];
-  if (kept.size < S.records.length) for (let i = 0; i < S.records.length; i++) if (!kept.has(i)) out.push(i);
+  if (S.keep.length < S.records.length) {
+    const kept = new Uint8Array(S.records.length);
+    for (const i of S.keep) kept[i] = 1;
+    for (let i = 0; i < S.records.length; i++) if (!kept[i]) out.push(i);
+  }
   const keepDraw = sample(S.keep, MAX_LINES), outDraw = sample(out, MAX_LINES);
   const mm = S.meta[S.metric] || {};
   const mlo = mm.min, mhi = mm.max, md = mhi - mlo || 1;
@@ -638,7 +653,8 @@ async function poll() {
       S.path = d.path;
       $("path").textContent = d.path;
       $("path").title = d.path;
-      if (d.records.length || reset) refreshAll(reset);
+      // a large file comes in several answers: draw once it is all here
+      if ((d.records.length || reset) && S.records.length >= d.total) refreshAll(reset);
       else renderStatus();
       if (S.records.length < d.total) {
         again = 0;
