@@ -1,4 +1,20 @@
-"""memo: decorators that turn a sweep over a parameter grid into a table of results."""
+"""memo: decorators that turn a sweep over a parameter grid into a table of results.
+
+memo continues the project of the same name whose last release on the package index
+is 0.2.4; install this one from its checkout (``pip install .``).
+"""
+
+import sys as _sys
+
+if _sys.platform == "win32":
+    # Checked before anything else is imported, so that the reason is the error, not a
+    # "No module named 'fcntl'" from deep inside memo's file locking. A plain ImportError:
+    # memo.exceptions (MemoError) cannot be imported on Windows either.
+    raise ImportError(
+        "memo does not run on Windows: its files are shared between processes with POSIX "
+        "locks and appends (the fcntl module), which Windows does not have. It is tested "
+        "on Linux and expected to work on macOS; on Windows, use it inside WSL."
+    )
 
 from .check import check
 from .context import capture_context, memutils, run_context
@@ -20,7 +36,9 @@ from .sinks.web import DeliveryError, DeliveryWarning, memweb
 from .timing import capture_time, time_taken, timeit
 from .writer import WriteError
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
+
+memwand = memwandb  # the name the first versions of memo gave the W&B decorator
 
 __all__ = [
     "CorruptLineWarning",
@@ -46,6 +64,7 @@ __all__ = [
     "memlist",
     "memutils",
     "memstdout",
+    "memwand",
     "memwandb",
     "memweb",
     "random_grid",

@@ -71,7 +71,7 @@ class Collector:
         self.written = 0
         self.duplicates = 0
         if os.path.exists(self.path):
-            for record in iter_records(self.path, errors="ignore"):
+            for record in iter_records(self.path, errors="ignore", meta=True):
                 rid = record.get(ID_KEY)
                 if isinstance(rid, str):
                     self.seen.add(rid)
@@ -318,9 +318,9 @@ def main(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"memo serve: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # the port is taken, the file cannot be written: status 2 (memo.cli)
         print(f"memo serve: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -513,7 +513,7 @@ def test_loky_functions_with_other_sinks_get_a_new_pool_per_run(tmp_path, module
                 self.held = []
                 atexit.register(self.flush)
 
-            def write(self, record):
+            def write(self, record, call):
                 self.held.append(record)
 
             def flush(self):
