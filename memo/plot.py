@@ -30,19 +30,18 @@ import argparse
 import math
 import os
 import re
-import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._util import missing
+from .call import META_KEY
 from .exceptions import MemoError
 from .reader import Errors, iter_records
 
 __all__ = ["PlotError", "auto_log", "chart_spec", "columns", "field_kind", "parameters", "plot",
            "register", "save", "to_html", "vega_bundle"]
 
-META_KEY = "$memo"
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 DATA_NAME = "records"  # the named dataset the specification reads (memo view fills it)
 WIDTH, HEIGHT = 480, 300
@@ -69,7 +68,7 @@ def t975(n: int) -> float:
 
 def _records(source: Source, errors: Errors) -> list[Mapping[str, Any]]:
     if isinstance(source, (str, os.PathLike)):
-        return list(iter_records(source, errors=errors))
+        return list(iter_records(source, errors=errors, meta=True))  # $memo: the arguments
     if hasattr(source, "to_dicts"):  # a polars DataFrame
         return list(source.to_dicts())
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
@@ -330,13 +329,25 @@ def plot(source: Source, *, x: str, y: str, color: str | None = None, facet: str
          height: int = HEIGHT) -> Any:
     """A chart of ``y`` against ``x`` (an altair chart: it renders in Jupyter).
 
-    ``source`` is a memo file (or shard folder), a list of records (memlist's),
-    or a pandas/polars DataFrame. Records with equal x, ``color`` and ``facet``
-    are drawn as their mean with a 95% confidence interval band (Student's t);
-    ``raw=True`` adds every record as a point. The x axis is logarithmic when
-    ``log_x`` is true, or, by default (None), when x holds positive numbers that
-    span two decades or more. Save it with :func:`save` (``.png``, ``.svg``,
-    ``.html``), offline.
+    Records with equal x, color and facet are drawn as their mean with a band for
+    its 95% confidence interval (Student's t). Save the chart with
+    ``memo.plot.save`` (``from memo.plot import save``): PNG, SVG or HTML, offline.
+
+    Args:
+        `source`: a memo file (or shard folder), a list of records (memlist's), or
+            a pandas or polars DataFrame.
+        `x`, `y`: the columns on the axes; `y` must hold numbers (records whose y
+            is missing, NaN or infinite are left out, and counted in the subtitle).
+        `color`: one line, in its own color, per value of this column.
+        `facet`: one panel per value of this column.
+        `raw`: also draw every record as a point.
+        `log_x`: a logarithmic x axis; None (default) when x holds positive
+            numbers that span two decades or more.
+        `log_y`: a logarithmic y axis.
+        `title`: the chart's title (default "Y by X").
+        `errors`: lines of the file that are not records: ``"warn"``, ``"raise"``
+            or ``"ignore"``, as for :func:`memo.load`.
+        `width`, `height`: the size of the plot area (of each panel) in pixels.
     """
     spec = _prepare(source, x, y, color, facet, raw=raw, errors=errors, log_x=log_x,
                     log_y=log_y, title=title, width=width, height=height)
@@ -421,19 +432,20 @@ def _spec_of(chart: Any) -> dict[str, Any]:
     return dict(chart.to_dict())
 
 
-def save(chart: Any, out: str | os.PathLike[str], *, scale: float = 2.0) -> str:
+def save(chart: Any, out: str | os.PathLike[str], *, scale: float = 2.0,
+         format: str | None = None) -> str:
     """Render ``chart`` (from :func:`plot`, or a specification dict) to ``out``, offline.
 
-    The format follows the suffix: ``.png`` (``scale`` times the chart's size in
-    pixels), ``.svg``, or ``.html`` (one self-contained page: Vega's scripts inline,
-    nothing loaded from the network). Returns the path written.
+    The format follows the suffix, or ``format``: ``png`` (``scale`` times the
+    chart's size in pixels), ``svg``, or ``html`` (one self-contained page: Vega's
+    scripts inline, nothing loaded from the network). Returns the path written.
     """
     try:
         import vl_convert as vlc
     except ImportError:
         raise missing("saving a chart", "vl-convert-python", "plot") from None
     name = os.fspath(out)
-    suffix = os.path.splitext(name)[1].lower()
+    suffix = f".{format.lower()}" if format else os.path.splitext(name)[1].lower()
     spec = _spec_of(chart)
     if suffix == ".png":
         data: bytes = vlc.vegalite_to_png(spec, scale=scale)
@@ -455,29 +467,30 @@ def _default_out(x: str, y: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .cli import error, shown, stdin_paths, stdout_path
+
     out = args.out or _default_out(args.x, args.y)
-    if os.path.splitext(out)[1].lower() not in (".png", ".svg", ".html", ".htm"):
-        print(f"memo plot: -o {out}: the name must end in .png, .svg or .html", file=sys.stderr)
-        return 2
-    for path in args.paths:
-        if not os.path.exists(path) and not os.path.isdir(path + ".shards"):
-            print(f"memo plot: {path}: no such file or shard folder", file=sys.stderr)
-            return 2
-    records: list[Mapping[str, Any]] = []
-    for path in args.paths:
-        records += _records(path, "warn")
+    kind = args.format or os.path.splitext(out)[1].lower().lstrip(".")
+    if kind not in ("png", "svg", "html", "htm"):
+        return error("plot", f"-o {out}: the name must end in .png, .svg or .html "
+                             "(or give --format)")
+    with stdin_paths(args.paths) as paths:
+        for path in paths:
+            if not os.path.exists(path) and not os.path.isdir(path + ".shards"):
+                return error("plot", f"{shown(path)}: no such file or shard folder")
+        records: list[Mapping[str, Any]] = []
+        for path in paths:
+            records += _records(path, "warn")
     try:
         spec = _prepare(records, args.x, args.y, args.color, args.facet, raw=args.raw,
                         log_x=args.log_x, log_y=args.log_y, title=args.title,
                         width=args.width, height=args.height)
-        save(spec, out)
     except PlotError as exc:
-        print(f"memo plot: {str(exc).removeprefix('memo.plot: ')}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        print(f"memo plot: {exc}", file=sys.stderr)
-        return 2
-    print(f"memo plot: wrote {out}")
+        return error("plot", str(exc).removeprefix("memo.plot: "))
+    with stdout_path(out) as target:
+        save(spec, target, format=kind)
+    if out != "-":
+        print(f"memo plot: wrote {out}")
     return 0
 
 
@@ -487,7 +500,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Draw Y against X from memo files. Records with equal X, COLOR and FACET "
                     f"are drawn as their mean with a {INTERVAL} band; --raw adds every "
                     "record as a point. Rendered offline with vl-convert (the 'plot' extra).")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="memo file or shard folder")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="memo file or shard folder ('-': standard input)")
     p.add_argument("-x", required=True, metavar="COL", help="column on the x axis")
     p.add_argument("-y", required=True, metavar="COL", help="numeric column on the y axis")
     p.add_argument("--color", metavar="COL", help="one line (and color) per value of COL")
@@ -498,7 +512,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "two decades or more)")
     p.add_argument("--log-y", action="store_true", help="logarithmic y axis")
     p.add_argument("-o", "--out", metavar="OUT",
-                   help="file to write: .png, .svg or .html (default: Y_by_X.png)")
+                   help="file to write: .png, .svg or .html (default: Y_by_X.png; "
+                        "'-': standard output, with --format)")
+    p.add_argument("--format", choices=("png", "svg", "html"),
+                   help="the format, when OUT's name does not say it")
     p.add_argument("--title", help='the chart\'s title (default: "Y by X")')
     p.add_argument("--width", type=int, default=WIDTH, help=f"pixels (default {WIDTH})")
     p.add_argument("--height", type=int, default=HEIGHT, help=f"pixels (default {HEIGHT})")

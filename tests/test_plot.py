@@ -233,3 +233,13 @@ def test_spec_with_named_data_is_what_memo_view_fills():
                                                                      "color": 2}]}
     png = vlc.vegalite_to_png(spec)
     assert Image.open(io.BytesIO(png)).size[0] > 300
+
+
+def test_cli_reads_standard_input_and_writes_standard_output(tmp_path):
+    lines = b"".join(dumps_line(r) for r in _sweep())
+    done = subprocess.run([sys.executable, "-m", "memo", "plot", "-", "-x", "lr", "-y", "loss",
+                           "-o", "-", "--format", "svg"], input=lines, cwd=tmp_path,
+                          env=_env(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"<svg") and done.stdout.count(b"<path") > 5
+    assert list(tmp_path.iterdir()) == []  # nothing left behind

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 __all__ = ["app", "beside", "register", "serve"]
@@ -86,19 +85,10 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
 
 
 def main(args: argparse.Namespace) -> int:
-    from .server import AccessError
-    try:
-        return serve(args.path, host=args.host, port=args.port, token=args.token,
-                     no_token=args.no_token)
-    except AccessError as exc:
-        print(f"memo view: {exc}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        print(f"memo view: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"memo view: {exc}", file=sys.stderr)
-        return 1
+    # the command's errors (a refused token or address, a missing package, a port in
+    # use) are one line and status 2, by memo.cli.main
+    return serve(args.path, host=args.host, port=args.port, token=args.token,
+                 no_token=args.no_token)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
