@@ -588,6 +588,32 @@ def test_access_rules_follow_memo_serve(tmp_path):
         assert done.returncode == 2 and done.stderr.startswith("memo view: "), done.stderr
 
 
+def test_status_counts_the_plan_where_memo_status_knows_it(tmp_path):
+    status = pytest.importorskip("memo.status")  # the sweep's plan: memo.plan and memo status
+    import memo
+    from memo.view import app
+    path = tmp_path / "r.jsonl"
+    settings = memo.grid(x=range(10), y=[1, 2])
+    memo.plan(path, settings)
+
+    @memo.memfile(path)
+    @memo.ignore_error
+    def f(x, y):
+        if x == 3:
+            raise ValueError("three")
+        return {"z": x * y}
+
+    for s in settings[:12]:
+        f(**s)
+    page = app(path)
+    want = status.summarize(path).as_dict()
+    got = until(lambda: (answer := asgi_get(page, "/api/records").json()["status"])
+                .get("planned") is not None and answer, 10, "the sweep's plan in the status")
+    assert (got["planned"], got["done"], got["failed"], got["missing"]) == (
+        20, 10, 2, 8) == (want["planned"], want["done"], want["failed"], want["missing"])
+    assert got["failed_by_type"] == {"ValueError": 2} and got["records"] == 12
+
+
 def test_follower_reads_a_target_and_its_shards(tmp_path):
     from memo.view.server import Follower
     path = tmp_path / "r.jsonl"

@@ -218,7 +218,8 @@ function renderStatus() {
   parts.push(stat("rate", rate === null || rate === undefined ? "—" : `${fmt(Number(rate.toPrecision(3)))}/min`,
     "", "", "records appended per minute, over the last few minutes"));
   parts.push(stat("time left", duration(st.eta_seconds), "", "",
-    st.eta_seconds === undefined ? "needs the sweep's plan (Runner.run, shard() or memo.plan record it)" : ""));
+    st.planned === undefined || st.planned === null
+      ? "needs the sweep's plan (Runner.run, shard() or memo.plan record it)" : ""));
   rest.replaceChildren(...parts);
 }
 
