@@ -330,24 +330,23 @@ def plot(source: Source, *, x: str, y: str, color: str | None = None, facet: str
     """A chart of ``y`` against ``x`` (an altair chart: it renders in Jupyter).
 
     Records with equal x, color and facet are drawn as their mean with a band for
-    its 95% confidence interval (Student's t). Save the chart with
-    ``memo.plot.save`` (``from memo.plot import save``): PNG, SVG or HTML, offline.
+    its 95% confidence interval (Student's t). Save the chart with ``save`` from
+    the module of the same name (``from memo.plot import save``): PNG, SVG or
+    HTML, offline.
 
-    Args:
-        `source`: a memo file (or shard folder), a list of records (memlist's), or
-            a pandas or polars DataFrame.
-        `x`, `y`: the columns on the axes; `y` must hold numbers (records whose y
-            is missing, NaN or infinite are left out, and counted in the subtitle).
-        `color`: one line, in its own color, per value of this column.
-        `facet`: one panel per value of this column.
-        `raw`: also draw every record as a point.
-        `log_x`: a logarithmic x axis; None (default) when x holds positive
-            numbers that span two decades or more.
-        `log_y`: a logarithmic y axis.
-        `title`: the chart's title (default "Y by X").
-        `errors`: lines of the file that are not records: ``"warn"``, ``"raise"``
-            or ``"ignore"``, as for :func:`memo.load`.
-        `width`, `height`: the size of the plot area (of each panel) in pixels.
+    - ``source``: a memo file (or shard folder), a list of records (memlist's), or
+      a pandas or polars DataFrame.
+    - ``x``, ``y``: the columns on the axes; ``y`` must hold numbers (records whose
+      y is missing, NaN or infinite are left out, and counted in the subtitle).
+    - ``color``: one line, in its own color, per value of this column;
+      ``facet``: one panel per value of this column.
+    - ``raw``: also draw every record as a point.
+    - ``log_x``: a logarithmic x axis; None (default): when x holds positive
+      numbers that span two decades or more. ``log_y``: a logarithmic y axis.
+    - ``title``: the chart's title (default "Y by X").
+    - ``errors``: lines of the file that are not records: ``"warn"``, ``"raise"``
+      or ``"ignore"``, as for :func:`memo.load`.
+    - ``width``, ``height``: the size of the plot area (of each panel) in pixels.
     """
     spec = _prepare(source, x, y, color, facet, raw=raw, errors=errors, log_x=log_x,
                     log_y=log_y, title=title, width=width, height=height)
