@@ -29,5 +29,5 @@ if ! "$PYTHON" -c "import selenium" 2>/dev/null; then
 fi
 
 # both must start: a broken install fails here rather than in the tests
-/usr/bin/chromium --version
+/usr/bin/chromium --version 2>/dev/null  # its wrapper script warns on some shells
 /usr/bin/chromedriver --version
