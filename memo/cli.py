@@ -53,6 +53,8 @@ _COMMANDS = (
     "memo.merge",
     "memo.serve",
     "memo.spool",
+    "memo.plot",
+    "memo.view",
 )
 
 
