@@ -21,6 +21,7 @@ _COMMANDS = (
     "memo.merge",
     "memo.serve",
     "memo.spool",
+    "memo.doctor",
 )
 
 
