@@ -498,15 +498,70 @@ def mounted(backing: str, *points: str, **behaviour) -> Iterator[list[Mount]]:
             m.unmount()
 
 
-def host_command(host: str, argv: list[str]) -> list[str]:
-    """``argv`` run as if on another machine: its own host name and process-id namespace.
+class Host:
+    """Processes that behave as if on another machine: a host name and process ids of its own.
 
-    Processes of two "hosts" cannot see each other's process ids (as on two machines),
-    and each reports its own host name, so host-and-pid checks behave as across nodes.
-    Killing the returned command's process kills the whole "host".
+    A holder process (``sleep``) keeps a UTS, process-id and mount namespace alive;
+    :meth:`command` runs a command inside them, so that processes of one host see each
+    other's process ids, and processes of two hosts do not (and may have the same
+    ones), as on two machines. Closing the host kills every process in it.
     """
-    return ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL",
-            "--", "sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]
+
+    def __init__(self, name: str, timeout: float = 15.0) -> None:
+        self.name = name
+        self.holder = subprocess.Popen(
+            ["unshare", "--uts", "--pid", "--mount", "--fork", "--mount-proc",
+             "--propagation", "slave", "--kill-child=SIGKILL", "--", "sh", "-c",
+             'hostname "$0" && exec sleep 100000', name], start_new_session=True)
+        deadline = time.monotonic() + timeout
+        self.pid = 0
+        while not self.pid:
+            kids = children(self.holder.pid)
+            if kids and _comm(kids[0]) == "sleep":  # after the exec: the host name is set
+                self.pid = kids[0]
+            elif self.holder.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"Host: could not start a namespace for host {name!r}")
+            else:
+                time.sleep(0.01)
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` run on this host (in its namespaces, the caller's working directory)."""
+        return ["nsenter", "-t", str(self.pid), "--uts", "--pid", "--mount",
+                f"--wd={os.getcwd()}", "--", *argv]
+
+    def close(self) -> None:
+        if self.holder.poll() is None:
+            self.holder.kill()  # --kill-child: the namespace's init dies, and all in it
+        self.holder.wait(10)
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid``."""
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="utf-8") as f:
+                kids.extend(int(k) for k in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return kids
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to ``pid`` and all its descendants (deepest first)."""
+    for kid in children(pid):
+        kill_tree(kid, sig)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def main(argv: list[str] | None = None) -> int:
