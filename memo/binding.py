@@ -191,7 +191,16 @@ class Binder:
         return out
 
     def _strict(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Raise the TypeError Python itself would raise for this call."""
+        """Raise the TypeError Python itself would raise for this call.
+
+        An unexpected keyword is named first, as Python does (``Signature.bind`` would
+        report the missing argument that a misspelt keyword leaves instead)."""
+        if self._varkw is None:
+            declared = set(self._pos) | set(self._kwonly)
+            for name in kwargs:
+                if name not in declared:
+                    raise TypeError(f"{self.func.__qualname__}() got an unexpected keyword "
+                                    f"argument {name!r}")
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:

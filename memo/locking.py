@@ -33,17 +33,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
+import socket
+import threading
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Iterator
 
 import filelock
 
+from .exceptions import MemoError
 from .filesystem import is_cluster_filesystem
 
 __all__ = [
-    "MODES", "LockTimeout", "UNSUPPORTED", "acquire_soft", "hold", "lock_function",
-    "resolve_mode", "soft_lock",
+    "MODES", "UNSUPPORTED", "LockTimeout", "SoftLock", "acquire_soft", "hold", "lock_function",
+    "process_mutex", "record_mode", "recorded_mode", "resolve_mode", "soft_lock",
 ]
 
 MODES = ("auto", "flock", "posix", "soft", "none")
@@ -53,7 +59,7 @@ UNSUPPORTED = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EIN
 LockOp = Callable[[int, int], object]
 
 
-class LockTimeout(filelock.Timeout):
+class LockTimeout(MemoError, filelock.Timeout):
     """The lock on a memo file was not acquired within ``timeout`` seconds."""
 
 
@@ -102,25 +108,251 @@ def lock_function(mode: str, path: str, timeout: float | None = None) -> LockOp 
     return op
 
 
-def soft_lock(path: str, timeout: float | None = None) -> filelock.SoftFileLock:
+# ---- the lock file (soft mode) ----
+
+SOFT_LEASE = 30.0  # seconds after which a lock file of another host counts as abandoned
+EMPTY_GRACE = 1.0  # an empty lock file older than this was left by a writer that died
+_HOST = socket.gethostname()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SoftLock:
+    """A lock file ``<path>.lock`` that names its holder, and is reclaimed when it is stale.
+
+    The file is made whole before it appears: written under a unique name, then
+    hard-linked to the lock's name (``link`` is atomic and exclusive, on NFS too),
+    so a lock file is never empty unless another tool made it. A lock file counts
+    as stale, and is broken, when its holder is a process of this host that no
+    longer runs, when it is empty and older than ``EMPTY_GRACE`` seconds (a writer
+    killed between creating and filling it, or an older tool), or when it belongs
+    to another host and was not renewed for ``lease`` seconds (holders renew it
+    while they hold it longer). Breaking renames the file aside first, then checks
+    it was the stale one, so two processes breaking the same lock do not both win.
+    """
+
+    def __init__(self, path: str, timeout: float | None = None,
+                 lease: float = SOFT_LEASE) -> None:
+        self.path = path
+        self.lock_file = path + ".lock"
+        self.timeout = timeout
+        self.lease = lease
+        self._token: str | None = None
+        self._renewer: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def is_locked(self) -> bool:
+        return self._token is not None
+
+    def acquire(self) -> None:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        pause = 0.0005
+        while not self._try_create():
+            self._break_if_stale()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(self.lock_file)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _content(self) -> str:
+        return f"{_HOST} {os.getpid()} {self._token} {time.time():.3f}\n"
+
+    def _try_create(self) -> bool:
+        self._token = uuid.uuid4().hex
+        tmp = f"{self.lock_file}.{_HOST}.{os.getpid()}.{self._token}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, self._content().encode())
+            try:
+                os.link(tmp, self.lock_file)
+                return True
+            except FileExistsError:
+                self._token = None
+                return False
+            except OSError as exc:
+                if os.fstat(fd).st_nlink == 2:  # NFS: the link was made, its reply lost
+                    return True
+                if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+                    return self._create_without_links()
+                raise
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+    def _create_without_links(self) -> bool:
+        """For filesystems without hard links: exclusive create, then fill at once."""
+        try:
+            fd = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o644)
+        except FileExistsError:
+            self._token = None
+            return False
+        try:
+            os.write(fd, self._content().encode())
+        finally:
+            os.close(fd)
+        return True
+
+    def _read(self, name: str) -> tuple[str, float] | None:
+        try:
+            with open(name, encoding="utf-8", errors="replace") as f:
+                text = f.read(4096)
+            return text, os.stat(name).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def stale(self, text: str, mtime: float) -> bool:
+        """Whether a lock file with this content and age was left by a holder that is gone."""
+        fields = text.split()
+        age = time.time() - mtime
+        if len(fields) < 3:
+            return age > EMPTY_GRACE
+        host, pid = fields[0], fields[1]
+        if host == _HOST:
+            return not pid.isdigit() or not _alive(int(pid))
+        return age > self.lease
+
+    def _break_if_stale(self) -> None:
+        seen = self._read(self.lock_file)
+        if seen is None or not self.stale(*seen):
+            return
+        aside = f"{self.lock_file}.stale.{_HOST}.{os.getpid()}.{uuid.uuid4().hex}"
+        try:
+            os.rename(self.lock_file, aside)
+        except FileNotFoundError:
+            return
+        moved = self._read(aside)
+        if moved is not None and moved[0] != seen[0]:
+            try:  # a new holder's lock was moved, not the stale one: put it back
+                os.link(aside, self.lock_file)
+            except OSError:
+                pass
+        else:
+            warnings.warn(f"removed the stale lock file {self.lock_file} "
+                          f"({seen[0].strip() or 'empty'})", RuntimeWarning, stacklevel=4)
+        try:
+            os.unlink(aside)
+        except FileNotFoundError:
+            pass
+
+    def renew(self) -> None:
+        """Mark the lock as alive (for holds longer than a fraction of the lease)."""
+        try:
+            os.utime(self.lock_file)
+        except FileNotFoundError:
+            pass
+
+    def hold_renewed(self) -> None:
+        """Renew the lock in the background until :meth:`release` (long holds)."""
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.wait(self.lease / 3):
+                self.renew()
+
+        self._renewer = threading.Thread(target=run, daemon=True, name="memo-lock-renew")
+        self._renewer.start()
+
+    def release(self) -> None:
+        if self._renewer is not None:
+            self._stop.set()
+            self._renewer.join()
+            self._renewer = None
+        token, self._token = self._token, None
+        seen = self._read(self.lock_file)
+        if seen is not None and token is not None and token in seen[0]:
+            try:
+                os.unlink(self.lock_file)
+            except FileNotFoundError:
+                pass
+        else:
+            warnings.warn(f"the lock file {self.lock_file} was taken over while this process "
+                          "held it (it was judged stale)", RuntimeWarning, stacklevel=3)
+
+    def __enter__(self) -> SoftLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def soft_lock(path: str, timeout: float | None = None) -> SoftLock:
     """The lock file that ``soft`` mode creates beside ``path``."""
-    return filelock.SoftFileLock(
-        path + ".lock", timeout=-1 if timeout is None else timeout, thread_local=False,
-        poll_interval=0.001,
-    )
+    return SoftLock(path, timeout)
 
 
 @contextlib.contextmanager
-def acquire_soft(lock: filelock.SoftFileLock) -> Iterator[None]:
+def acquire_soft(lock: SoftLock) -> Iterator[None]:
     """Hold a soft lock; its timeout raises :class:`LockTimeout`, like the other modes."""
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise LockTimeout(lock.lock_file) from None
+    lock.acquire()
     try:
         yield
     finally:
         lock.release()
+
+
+# ---- one lock per file within a process ----
+
+_MUTEXES: dict[str, threading.Lock] = {}
+_MUTEXES_LOCK = threading.Lock()
+
+
+def process_mutex(path: str) -> threading.Lock:
+    """The mutex that every writer and holder of ``path`` in this process takes first.
+
+    POSIX locks belong to the whole process (a second lock from another thread
+    succeeds at once, and closing any descriptor of the file drops them all), so
+    threads must exclude each other before they take the inter-process lock.
+    """
+    mutex = _MUTEXES.get(path)
+    if mutex is None:
+        with _MUTEXES_LOCK:
+            mutex = _MUTEXES.setdefault(path, threading.Lock())
+    return mutex
+
+
+def _reset_after_fork() -> None:
+    global _MUTEXES_LOCK
+    _MUTEXES.clear()  # another thread may have held one at fork time; writers fetch anew
+    _MUTEXES_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# ---- the mode recorded on the file ----
+
+_XATTR = "user.memo.lock"
+
+
+def recorded_mode(fd: int) -> str | None:
+    """The lock mode the file's first writer recorded on it (an extended attribute)."""
+    try:
+        value = os.getxattr(fd, _XATTR).decode()
+    except (OSError, AttributeError, UnicodeDecodeError):
+        return None
+    return value if value in MODES and value not in ("auto", "none") else None
+
+
+def record_mode(fd: int, mode: str) -> None:
+    """Record ``mode`` on the file, where the filesystem keeps extended attributes."""
+    try:
+        os.setxattr(fd, _XATTR, mode.encode(), os.XATTR_CREATE)
+    except (OSError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager
@@ -128,24 +360,50 @@ def hold(path: str | os.PathLike[str], lock: str = "auto",
          timeout: float | None = None) -> Iterator[int]:
     """Hold the lock that memfile writers of ``path`` take, for the body of a ``with``.
 
-    Yields a read-write descriptor of the file. While the body runs, no memfile
-    writer using the same lock mode appends to the file.
+    Yields a read-write descriptor of the file. With ``lock="auto"`` every lock a
+    writer may take is held: ``flock`` and a POSIX lock on the file (each where the
+    filesystem supports it) and the lock file of ``soft`` mode, so writers are
+    excluded whatever mode they use, in other processes and in this one. With
+    another ``lock``, only that mode's lock (and this process's mutex) is held.
+    While the body runs, no memfile writer appends to the file.
     """
     name = os.path.abspath(os.fspath(path))
-    mode = resolve_mode(name, lock)
-    fd = os.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    modes = ("flock", "posix", "soft") if lock == "auto" and \
+        not os.environ.get("MEMO_LOCK", "").strip() else (resolve_mode(name, lock),)
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    mutex = process_mutex(name)
+    if not mutex.acquire(timeout=-1 if timeout is None else timeout):
+        raise LockTimeout(name)
     try:
-        op = lock_function(mode, name, timeout)
-        if op is not None:
-            op(fd, fcntl.LOCK_EX)
-            try:
-                yield fd
-            finally:
-                op(fd, fcntl.LOCK_UN)
-        elif mode == "soft":
-            with acquire_soft(soft_lock(name, timeout)):
-                yield fd
-        else:
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        fd = os.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        held: list[Callable[[], object]] = []
+        try:
+            for mode in modes:
+                if mode == "soft":
+                    soft = SoftLock(name, left())
+                    soft.acquire()
+                    soft.hold_renewed()
+                    held.append(soft.release)
+                    continue
+                op = lock_function(mode, name, left())
+                if op is None:
+                    continue
+                try:
+                    op(fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    if exc.errno in UNSUPPORTED and len(modes) > 1:
+                        continue  # this filesystem has no such lock: no writer takes it
+                    raise
+                held.append(functools.partial(op, fd, fcntl.LOCK_UN))
             yield fd
+        finally:
+            for release in reversed(held):
+                release()
+            os.close(fd)
     finally:
-        os.close(fd)
+        mutex.release()

@@ -9,8 +9,12 @@
   written is reported as incomplete and left for the next merge.
 * Idempotent: the output is written to a temporary file beside it and moved into
   place, so merging the same inputs again gives the same file. The output may be
-  one of the inputs, even one that memfile writers still append to: then their
-  lock is held while the merged records are written back into that same file.
+  one of the inputs, even one that memfile writers still append to: then every
+  lock a writer may take is held (:func:`memo.locking.hold`) while the merged file
+  replaces it with one rename, so the path names the old records or the merged
+  ones at every instant (a crash leaves only a temporary file, removed by the
+  next merge on that host), and writers waiting for the lock find their file
+  replaced (its link count is 0) and append to the new one.
   ``dedupe=True`` drops repeated identical records;
   ``dedupe=["class_size", "n_sim"]`` keeps the first record for each value of
   those keys (a record with ``status == "error"`` never hides a later one, and
@@ -27,6 +31,7 @@ import os
 import queue
 import sys
 import tempfile
+import socket
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -35,7 +40,7 @@ from typing import IO
 
 from . import locking, serialize
 from .reader import BLOCK, BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
-from .resume import canonical_key
+from .call import canonical
 from .shardfile import sources
 
 __all__ = ["MergeReport", "main", "merge", "register"]
@@ -74,7 +79,7 @@ class _Dedupe:
                 try:
                     # a failed call does not hide its rerun: only its exact copies go
                     key = b"=" + raw if record.get("status") == "error" else \
-                        canonical_key([record[n] for n in self.names])
+                        canonical({n: record[n] for n in self.names})
                 except KeyError:  # a record without the identity keys: exact copies only
                     key = b"=" + raw
                 ident = hashlib.blake2b(key, digest_size=16).digest()
@@ -128,33 +133,102 @@ def merge(
     out = os.path.abspath(os.fspath(output))
     report = MergeReport(output=out, inputs=_inputs(inputs))
     os.makedirs(os.path.dirname(out), exist_ok=True)
+    _remove_stale_temporaries(out)
     live = os.path.exists(out) and os.path.realpath(out) in map(os.path.realpath, report.inputs)
     if not live:
         return _merge(out, report, dedupe, corrupt, errors, None, durable)
     # the output is also an input that memfile writers may be appending to: hold their lock
-    # and rewrite the file in place (they keep appending to the same file afterwards)
+    # (every mode's, see locking.hold) while the merged file replaces it. Writers waiting for
+    # the lock then find their file gone (a link count of 0) and append to the new one.
     with locking.hold(out, lock) as fd:
         return _merge(out, report, dedupe, corrupt, errors, fd, durable)
+
+
+_TMP_PREFIX = ".{name}.merge-{host}-"
+
+
+def _temporary(out: str) -> tuple[int, str]:
+    """A new file beside ``out`` for the merged records (same filesystem: renamed over it)."""
+    prefix = _TMP_PREFIX.format(name=os.path.basename(out), host=socket.gethostname())
+    return tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp",
+                            dir=os.path.dirname(out))
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """Remove what merges of ``out`` killed on this host (SIGKILL, power loss) left behind."""
+    prefix = _TMP_PREFIX.format(name=os.path.basename(out), host=socket.gethostname())
+    folder = os.path.dirname(out)
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
            corrupt: str | os.PathLike[str] | None, errors: Errors,
            out_fd: int | None, durable: bool) -> MergeReport:
     dedup = _Dedupe(dedupe) if dedupe else None
-    folder = os.path.dirname(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temporary(out)
     side: IO[bytes] | None = None
     try:
+        # a normal file's permissions (mkstemp makes it private): the replaced file's, or
+        # what the umask gives a new file
+        try:
+            mode = os.stat(out).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb", buffering=0) as raw, _Writer(raw) as dst:
             for name in report.inputs:
                 same = out_fd is not None and os.path.realpath(name) == os.path.realpath(out)
                 for item in scan(name, fd=out_fd if same else None):
                     if isinstance(item, BadLine):
+                        if item.torn and same and _whole(item.data):
+                            # the live output's last record without its newline ("\n".join):
+                            # a whole record, kept (no writer is writing: we hold the lock)
+                            dst.write(item.data + b"\n")
+                            report.records += 1
+                            report.bytes += len(item.data) + 1
+                            continue
+                        if item.torn and same:  # a dead writer's fragment: not left behind
+                            item = BadLine(item.path, item.lineno, item.reason, torn=False,
+                                           data=item.data)
                         report.bad.append(item)
                         if errors == "raise":
                             raise ValueError(str(item))
                         if errors == "warn":
-                            warnings.warn(str(item), CorruptLineWarning, stacklevel=2)
+                            warnings.warn(str(item), CorruptLineWarning, stacklevel=3)
                         if corrupt is not None and not item.torn:
                             if side is None:
                                 side = open(corrupt, "ab")  # noqa: SIM115
@@ -171,19 +245,45 @@ def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
                     report.records += count
                     report.bytes += len(block)
             dst.close()
-            if durable or out_fd is not None:  # the live output is rewritten from tmp
+            if out_fd is not None:
+                mode_recorded = locking.recorded_mode(out_fd)
+                if mode_recorded is not None:  # the writers' agreed lock, on the new file too
+                    locking.record_mode(raw.fileno(), mode_recorded)
+            if durable or out_fd is not None:  # a crash after the rename must not lose it
                 os.fsync(raw.fileno())
-        if out_fd is None:
-            os.replace(tmp, out)
-            return report
+        os.replace(tmp, out)  # atomic: the path names the old file or the merged one
+        if durable or out_fd is not None:
+            _sync_folder(os.path.dirname(out))
+        return report
     except BaseException:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     finally:
         if side is not None:
             side.close()
-    _rewrite(out_fd, tmp)
-    return report
+
+
+def _whole(data: bytes) -> bool:
+    try:
+        return isinstance(serialize.loads(data), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _sync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class _Writer:
@@ -230,33 +330,16 @@ class _Writer:
             self._thread.join()
 
 
-def _rewrite(fd: int, tmp: str) -> None:
-    """Put the merged ``tmp`` into the live output's own inode (writers hold descriptors of it)."""
-    with open(tmp, "rb") as src:
-        size = os.fstat(src.fileno()).st_size
-        os.ftruncate(fd, 0)
-        done = 0
-        while done < size:  # if this fails, the complete merge is still in tmp
-            chunk = src.read(BLOCK)
-            if not chunk:
-                raise OSError(f"could not copy the merged records from {tmp}")
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            done += len(chunk)
-        os.fsync(fd)
-    os.unlink(tmp)
-
-
 def main(output: str, inputs: Sequence[str], *, dedupe: bool | Sequence[str] = False,
-         corrupt: str | None = None, quiet: bool = False, durable: bool = False) -> int:
+         corrupt: str | None = None, quiet: bool = False, durable: bool = False,
+         lock: str = "auto") -> int:
     missing = [p for p in inputs if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
     if missing:
         for p in missing:
             print(f"memo merge: {p}: no such file or shard folder", file=sys.stderr)
         return 2
     report = merge(output, inputs, dedupe=dedupe, corrupt=corrupt, errors="ignore",
-                   durable=durable)
+                   durable=durable, lock=lock)
     for bad in report.bad:
         print(bad, file=sys.stderr)
     if not quiet:
@@ -280,7 +363,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="also write the corrupt lines to FILE")
     p.add_argument("--durable", action="store_true",
                    help="flush OUT to disk before it replaces the old one (before deleting IN)")
+    p.add_argument("--lock", choices=[m for m in locking.MODES if m != "none"], default="auto",
+                   help="the lock to hold when OUT is also an input that writers append to "
+                        "(default: every lock a writer may take)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(handler=lambda a: main(
         a.output, a.inputs, dedupe=a.key or a.dedupe, corrupt=a.corrupt, quiet=a.quiet,
-        durable=a.durable))
+        durable=a.durable, lock=a.lock))

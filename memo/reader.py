@@ -20,6 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from . import serialize
+from .call import META_KEY
 from .shardfile import sources
 
 _np: Any
@@ -84,7 +85,7 @@ def _decode(raw: bytes, path: str, lineno: int) -> dict[str, Any] | BadLine:
     return obj
 
 
-def _iter_file(name: str, errors: Errors) -> Iterator[dict[str, Any]]:
+def _iter_file(name: str, errors: Errors, meta: bool = False) -> Iterator[dict[str, Any]]:
     with open(name, "rb") as f:
         lineno = 0
         for raw in f:
@@ -101,19 +102,22 @@ def _iter_file(name: str, errors: Errors) -> Iterator[dict[str, Any]]:
                 if errors == "warn":
                     warnings.warn(str(item), CorruptLineWarning, stacklevel=3)
                 continue
+            if not meta:
+                item.pop(META_KEY, None)
             yield item
 
 
 def iter_records(
-    path: str | os.PathLike[str], *, errors: Errors = "warn"
+    path: str | os.PathLike[str], *, errors: Errors = "warn", meta: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Yield each record of a memo JSONL file in order, reporting bad lines per ``errors``.
 
     ``path`` may also be a shard folder, or the target of a shard-mode memfile:
     the target's own records come first, then each shard's (see :mod:`memo.shardfile`).
+    Each record's ``$memo`` (who made it, :mod:`memo.call`) is dropped unless ``meta``.
     """
     for name in sources(path):
-        yield from _iter_file(name, errors)
+        yield from _iter_file(name, errors, meta)
 
 
 class _Object(msgspec.Struct, gc=False):

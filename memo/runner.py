@@ -66,6 +66,7 @@ from .shard import shard
 from .sinks.file import FileSink
 from .sinks.func import CallbackSink, StreamSink
 from .sinks.list import ListSink
+from .sinks import recorders_of, where
 
 __all__ = ["Failure", "RunError", "RunReport", "Runner", "sinks_of"]
 
@@ -165,52 +166,56 @@ def sinks_of(func: Callable[..., Any]) -> list[Any]:
     return found
 
 
-def _parent_side(sink: Any) -> bool:
-    """Sinks whose state lives in the parent's memory: their records travel back."""
-    return isinstance(sink, (ListSink, CallbackSink))
+class _Buffer:
+    """In a worker: stands in for a parent-side sink and keeps its records for the batch."""
+
+    where = "worker"
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.records: list[tuple[dict[str, Any], Any]] = []
+
+    def write(self, record: dict[str, Any], call: Any) -> None:
+        self.records.append((record, call))
+
+
+def _own_sink(rec: Any) -> Any:
+    sink = rec.sink
+    return sink.original if isinstance(sink, _Buffer) else sink
 
 
 class _Capture:
     """In a worker process: collects the records headed for the parent-side sinks."""
 
     def __init__(self, func: Callable[..., Any], seeds: dict[int, list[Any]]) -> None:
-        self.lists: list[tuple[int, ListSink]] = []
-        self.buffers: list[tuple[int, list[Any]]] = []
-        for pos, sink in enumerate(sinks_of(func)):
-            if isinstance(sink, ListSink):
-                if not sink.data and seeds.get(pos):
-                    # a worker that imported the function afresh: give it the parent's
-                    # records, so that memlist(skip=True) skips what the parent holds
-                    sink.data.extend(seeds[pos])
-                self.lists.append((pos, sink))
-            elif isinstance(sink, CallbackSink):
-                buffer: list[Any] = []
-                sink.callback = buffer.append
-                self.buffers.append((pos, buffer))
-        self._marks: list[int] = []
+        self.buffers: list[tuple[int, _Buffer]] = []
+        for pos, rec in enumerate(recorders_of(func)):
+            sink = _own_sink(rec)
+            if where(sink) != "parent":
+                continue
+            if isinstance(sink, ListSink) and not sink.data and seeds.get(pos):
+                # a worker that imported the function afresh: give it the parent's
+                # records, so that memlist(skip=True) skips what the parent holds
+                sink.data.extend(seeds[pos])
+            buffer = _Buffer(sink)
+            rec.sink = buffer
+            self.buffers.append((pos, buffer))
 
     def start(self) -> None:
-        self._marks = [len(sink.data) for _, sink in self.lists]
+        for _, buffer in self.buffers:
+            buffer.records.clear()
 
     def take(self) -> list[tuple[int, list[Any]]]:
         out = []
-        for (pos, sink), mark in zip(self.lists, self._marks):
-            if len(sink.data) > mark:
-                out.append((pos, sink.data[mark:]))
-                # the parent's list keeps them; the worker's copy need not. With skip=True
-                # the sink's index has already seen them, so it must not re-read the list.
-                del sink.data[mark:]
-                if getattr(sink, "_seen", 0) > mark:
-                    sink._seen = mark
         for pos, buffer in self.buffers:
-            if buffer:
-                out.append((pos, buffer[:]))
-                buffer.clear()
+            if buffer.records:
+                out.append((pos, buffer.records[:]))
+                buffer.records.clear()
         return out
 
 
 def _seeds(func: Callable[..., Any]) -> dict[int, list[Any]]:
-    return {pos: list(sink.data) for pos, sink in enumerate(sinks_of(func))
+    return {pos: list(sink.data) for pos, sink in enumerate(map(_own_sink, recorders_of(func)))
             if isinstance(sink, ListSink) and sink.data}
 
 
@@ -316,14 +321,13 @@ def _as_new(func: Callable[..., Any]) -> None:
     imported it (its skip index reads them again), a file sink drops its descriptor
     (the file may have been replaced since), so that its next line opens the path anew.
     """
-    for sink in sinks_of(func):
+    for sink in map(_own_sink, recorders_of(func)):
         if type(sink) is ListSink:
             first = _FIRST_DATA.get(sink)
             if first is None:
                 _FIRST_DATA[sink] = list(sink.data)
             else:
-                sink.data[:] = first
-                sink._seen = sys.maxsize  # its skip index is cleared and re-reads the list
+                sink.data[:] = first  # its skip index sees the list cut and reads it again
         elif type(sink) is FileSink:
             sink.writer.close()
 
@@ -510,17 +514,13 @@ class Runner:
         progress = _Progress(self.progbar if progbar is None else progbar, total, name)
         t0 = time.perf_counter()
         results: dict[int, Any] | None = {} if return_results else None
-        sinks = sinks_of(func)
+        sinks = [_own_sink(rec) for rec in recorders_of(func)]
 
         def deliver(out: _BatchOut, count: bool = True) -> None:
             for pos, records in out.records:
-                sink = sinks[pos]
-                if type(sink) is ListSink:  # its write() is data.append: one extend instead
-                    sink.data.extend(records)
-                    continue
-                write = sink.write
-                for record in records:
-                    write(record)
+                write = sinks[pos].write
+                for record, call in records:
+                    write(record, call)
             for index, etype, message, tb, raised in out.failures:
                 report.failures.append(Failure(index, indexed.settings_of(index), etype,
                                                message, tb, raised))
@@ -570,7 +570,7 @@ class Runner:
             return ProcessPoolExecutor(max_workers=n, mp_context=context,
                                        initializer=_init_worker, initargs=initargs)
         if self.kind == "loky":
-            return _loky_executor(n, keep=all(type(sink) in _RESETTABLE for sink in sinks_of(func)))
+            return _loky_executor(n, keep=all(type(sink) in _RESETTABLE for sink in map(_own_sink, recorders_of(func))))
         raise ValueError(f"backend {self.backend!r} has no local pool")
 
     def _run_local(self, func: Callable[..., Any], indexed: _Indexed,

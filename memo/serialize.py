@@ -52,6 +52,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import json
 import math
 import pathlib
 import uuid
@@ -61,13 +62,16 @@ from typing import Any
 import msgspec
 import orjson
 
+from .exceptions import MemoError
+
 __all__ = ["NONFINITE_KEY", "SerializationError", "dumps", "dumps_line", "loads", "restore"]
 
 Fallback = Callable[[Any], Any] | None
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
-_TAGS = ("$float", "$complex", "$bytes")
+_TAGS = ("$float", "$complex", "$bytes", "$dict")
+MAX_DEPTH = 200  # nesting memo writes (orjson's own limit is 255); deeper is an error
 NONFINITE_KEY = "$nonfinite"
 _decode = msgspec.json.decode
 _orjson_dumps = orjson.dumps
@@ -80,19 +84,25 @@ except ImportError:  # pragma: no cover - exercised in environments without nump
     _np = None
 
 
-class SerializationError(TypeError):
-    """A value in a record has no JSON encoding (and no ``fallback`` was given)."""
+class SerializationError(MemoError, TypeError):
+    """A value in a record has no JSON encoding (and no ``fallback`` was given), or cannot
+    be written without changing it (colliding keys, a lone surrogate, too deep nesting)."""
 
-    def __init__(self, path: str, value: Any, func: str | None = None) -> None:
+    def __init__(self, path: str, value: Any, func: str | None = None, *,
+                 reason: str | None = None) -> None:
         self.path = path
         self.type_name = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix(
             "builtins."
         )
         self.func = func
+        self.reason = reason
         super().__init__(self._message())
 
     def _message(self) -> str:
         where = f" in the record of {self.func}()" if self.func else ""
+        if self.reason is not None:
+            return (f"cannot serialize the value of type {self.type_name!r} at key "
+                    f"{self.path}{where}: {self.reason}; nothing was written")
         return (
             f"cannot serialize a value of type {self.type_name!r} at key {self.path}{where}; "
             "convert it to a JSON-friendly type, leave it out with exclude=[...], "
@@ -105,8 +115,14 @@ class SerializationError(TypeError):
         return self
 
 
+class _Tag(dict):  # type: ignore[type-arg]
+    """A ``{"$...": ...}`` object that memo made (not a user's dict that looks like one)."""
+
+    __slots__ = ()
+
+
 def _float_tag(x: float) -> dict[str, str]:
-    return {"$float": "nan" if x != x else ("inf" if x > 0 else "-inf")}
+    return _Tag({"$float": "nan" if x != x else ("inf" if x > 0 else "-inf")})
 
 
 def _convert(obj: Any) -> Any:
@@ -120,16 +136,16 @@ def _convert(obj: Any) -> Any:
             return obj.tolist() if obj.dtype.kind != "f" else [_convert(x) for x in obj]
         if isinstance(obj, _np.generic):
             if isinstance(obj, _np.complexfloating):
-                return {"$complex": [_np_float(obj.real), _np_float(obj.imag)]}
+                return _Tag({"$complex": [_np_float(obj.real), _np_float(obj.imag)]})
             if isinstance(obj, _np.floating):
                 return _np_float(obj)
             if isinstance(obj, _np.timedelta64):
                 return obj.astype("timedelta64[ns]").astype(_np.int64).item() / 1e9
             return obj.item()
     if isinstance(obj, complex):
-        return {"$complex": [obj.real, obj.imag]}
+        return _Tag({"$complex": [obj.real, obj.imag]})
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        return {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")}
+        return _Tag({"$bytes": base64.b64encode(bytes(obj)).decode("ascii")})
     if isinstance(obj, decimal.Decimal):
         return str(obj)
     if isinstance(obj, (set, frozenset)):
@@ -172,7 +188,7 @@ class _Walk:
 
     def key(self, k: Any, path: tuple[Any, ...]) -> str:
         if isinstance(k, str):
-            return str.__str__(k)
+            return _text(str.__str__(k), path, "a dict key")
         if isinstance(k, bool) or k is None:
             return orjson.dumps(k).decode()
         norm = self.value(k, path + (k,))
@@ -182,8 +198,13 @@ class _Walk:
 
     def value(self, obj: Any, path: tuple[Any, ...]) -> Any:
         t = type(obj)
-        if obj is None or t is str or t is bool or t is int:
+        if obj is None or t is bool or t is int:
             return obj
+        if t is str:
+            return _text(obj, path)
+        if len(path) > MAX_DEPTH:
+            raise SerializationError(_where(path), obj,
+                                     reason=f"nested more than {MAX_DEPTH} levels deep")
         if t is float:
             if math.isfinite(obj):
                 return obj
@@ -195,14 +216,20 @@ class _Walk:
             out = {}
             for k, v in obj.items():
                 name = self.key(k, path)
+                if name in out:
+                    raise SerializationError(
+                        _where(path), k, reason=f"the keys {_first_key(obj, name)!r} and "
+                        f"{k!r} would both be written as {name!r}")
                 out[name] = self.value(v, path + (name,))
+            if len(out) == 1 and t is not _Tag and next(iter(out)) in _TAGS:
+                return {"$dict": out}  # a user's dict that looks like memo's tags: escaped
             return out
         if t is list or t is tuple:
             return [self.value(v, path + (i,)) for i, v in enumerate(obj)]
         if isinstance(obj, enum.Enum):
             return self.value(obj.value, path)
         if isinstance(obj, str):  # subclasses of the builtins
-            return str.__str__(obj)
+            return _text(str.__str__(obj), path)
         if isinstance(obj, int):
             return int(obj)
         if isinstance(obj, float):
@@ -227,8 +254,30 @@ class _Walk:
         return self.value(converted, path)
 
 
+def _text(s: str, path: tuple[Any, ...], what: str = "") -> str:
+    """``s``, if it can be written as UTF-8 (a lone surrogate cannot)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = _where(path) + (f" ({what})" if what else "")
+        raise SerializationError(where, s, reason=f"a str with a lone surrogate "
+                                 f"{s[exc.start]!r} at position {exc.start}, which UTF-8 "
+                                 "cannot encode") from None
+    return s
+
+
+def _first_key(obj: dict[Any, Any], name: str) -> Any:
+    for k in obj:
+        if (k if isinstance(k, str) else str(k)) == name:
+            return k
+    return name
+
+
 def _where(path: tuple[Any, ...]) -> str:
     """A key path as Python subscripts, for error messages: ``['a'][1]``."""
+    if len(path) > 8:
+        return (_where(path[:3]) + "..." + _where(path[-2:]) +
+                f" ({len(path)} levels deep)")
     return "".join(f"[{k!r}]" for k in path) or "(the top level)"
 
 
@@ -260,7 +309,8 @@ def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
     # output is a C loop; a Python walk over the values would cost more than the encoding.
     # rpartition is the cheapest call that searches (one argument, no parsing): find()
     # parses an argument tuple and `in` first tries the needle as an integer.
-    if out.rpartition(b"null")[1] or (type(obj) is dict and NONFINITE_KEY in obj):
+    if out.rpartition(b"null")[1] or out.rpartition(b'{"$')[1] or (
+            type(obj) is dict and NONFINITE_KEY in obj):
         return _exact(obj, fallback) + b"\n"
     return out
 
@@ -274,6 +324,8 @@ def _untag(obj: Any) -> Any:
     if isinstance(obj, dict):
         if len(obj) == 1:
             (k, v), = obj.items()
+            if k == "$dict" and isinstance(v, dict):  # a user's dict that looked like a tag
+                return {k2: _untag(v2) for k2, v2 in v.items()}
             if k == "$float" and v in _NONFINITE:
                 return _NONFINITE[v]
             if k == "$complex" and isinstance(v, list) and len(v) == 2:
@@ -325,7 +377,18 @@ def loads(data: bytes | str, *, tags: bool = True) -> Any:
 
     msgspec decodes, not orjson: orjson reads integers beyond 64 bits as floats.
     """
-    obj = _decode(data)
+    try:
+        obj = _decode(data)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    except msgspec.ValidationError:  # a number beyond the float range (1e999): as json does
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError):
+            raise ValueError("not valid JSON") from None
     if (b'"$' in data) if isinstance(data, (bytes, bytearray, memoryview)) else ('"$' in data):
-        return restore(obj, tags=tags)
+        try:
+            return restore(obj, tags=tags)
+        except RecursionError:
+            raise ValueError("nested too deeply to read") from None
     return obj

@@ -71,7 +71,7 @@ class Collector:
         self.written = 0
         self.duplicates = 0
         if os.path.exists(self.path):
-            for record in iter_records(self.path, errors="ignore"):
+            for record in iter_records(self.path, errors="ignore", meta=True):
                 rid = record.get(ID_KEY)
                 if isinstance(rid, str):
                     self.seen.add(rid)

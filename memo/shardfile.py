@@ -88,14 +88,15 @@ class ShardWriter:
         """This process's shard file."""
         return os.path.join(self.folder, shard_name())
 
-    def append(self, line: bytes) -> None:
+    def append(self, line: bytes) -> tuple[int, int]:
+        """Append ``line`` to this process's shard; returns where it landed (start, stop)."""
         writer = self._writer
         if writer is None:
             with self._mutex:
                 if self._writer is None:
                     self._writer = AppendWriter(self.path, durable=self.durable, lock="none")
                 writer = self._writer
-        writer.append(line)
+        return writer.append(line)
 
     def close(self) -> None:
         if self._writer is not None:

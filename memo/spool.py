@@ -66,7 +66,7 @@ class Spool:
                 return None
             sent = 0
             chunk: list[dict[str, Any]] = []
-            for record in iter_records(self.path, errors="warn"):
+            for record in iter_records(self.path, errors="warn", meta=True):
                 chunk.append(record)
                 if len(chunk) >= batch:
                     send(chunk)

@@ -30,16 +30,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import locking
+from .exceptions import MemoError
 
 __all__ = ["AppendWriter", "WriteError"]
 
 _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
-_write, _lseek, _pread = os.write, os.lseek, os.pread
+_write, _lseek, _pread, _fstat = os.write, os.lseek, os.pread, os.fstat
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _LIVE: weakref.WeakSet[AppendWriter] = weakref.WeakSet()
 
 
-class WriteError(OSError):
+class WriteError(MemoError, OSError):
     """A record could not be appended; the file was left without a partial line."""
 
 
@@ -63,7 +64,7 @@ class AppendWriter:
         self._auto = lock == "auto"
         self._fd = -1
         self._end = -1  # where our last line ended: if the file still ends there, it ends in \n
-        self._mutex = threading.Lock()
+        self._mutex = locking.process_mutex(self.path)
         self._soft: Any = None
         self._set_mode(locking.resolve_mode(self.path, lock))
         _LIVE.add(self)
@@ -72,6 +73,7 @@ class AppendWriter:
         self.mode = mode
         self._lockop = locking.lock_function(mode, self.path, self.timeout)
         self._sync = os.fsync if self.durable else os.fdatasync if mode == "posix" else None
+        self._by_path = mode == "posix"  # each append flushes anyway: a path check is cheap
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled as its settings (for cloudpickle, loky, submitit): a copy opens its own file."""
@@ -84,14 +86,35 @@ class AppendWriter:
 
     def _open(self) -> int:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._fd = os.open(self.path, _FLAGS, 0o644)
-        self._end = -1
-        return self._fd
+        fd = os.open(self.path, _FLAGS, 0o644)
+        if self.mode in ("flock", "posix", "soft"):
+            try:
+                self._agree(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        self._fd, self._end = fd, -1
+        return fd
 
-    def append(self, line: Any) -> None:
+    def _agree(self, fd: int) -> None:
+        """Use the lock mode recorded on the file by its first writer, or record ours."""
+        recorded = locking.recorded_mode(fd)
+        if recorded is None:
+            locking.record_mode(fd, self.mode)
+        elif recorded != self.mode:
+            if not self._auto or os.environ.get("MEMO_LOCK", "").strip():
+                raise WriteError(0, f"{self.path} is written with lock={recorded!r} (recorded "
+                                    f"on the file by its first writer), not {self.mode!r}: "
+                                    f"use lock={recorded!r} or lock='auto' so that every writer "
+                                    "takes the same lock")
+            self._set_mode(recorded)
+
+    def append(self, line: Any) -> tuple[int, int]:
         """Append ``line`` (one record, ending with ``\\n``) atomically.
 
-        With ``encode``, ``line`` is what ``encode`` turns into that line."""
+        With ``encode``, ``line`` is what ``encode`` turns into that line. Returns
+        where the line landed: ``(start, stop)`` byte offsets in the file.
+        """
         encode = self._encode
         if encode is not None:
             line = encode(line)
@@ -108,7 +131,10 @@ class AppendWriter:
             except OSError as exc:
                 return self._lock_failed(exc, line)
             try:
-                end = _lseek(fd, 0, 2)
+                st = _fstat(fd)  # one call: the end of the file, and whether it is still there
+                if not st.st_nlink or self._by_path and self._moved(st):
+                    fd, st = self._reopen_locked(fd, lockop)  # deleted or replaced
+                end = st.st_size
                 if end != self._end and end and _pread(fd, 1, end - 1) != b"\n":
                     line = b"\n" + line  # end a torn fragment left by a dead writer
                 try:
@@ -119,13 +145,37 @@ class AppendWriter:
                     n = self._finish(fd, line, n, end)
                 if self._sync is not None:
                     self._sync(fd)
-                self._end = end + n
+                self._end = stop = end + n
             finally:
-                lockop(fd, _UN)
+                if self._fd >= 0:
+                    lockop(self._fd, _UN)
+            return stop - len(line) + (line[0] == 10), stop
         finally:
             mutex.release()
 
-    def _append_other(self, line: bytes) -> None:
+    def _moved(self, st: os.stat_result) -> bool:
+        """Whether the path names another file than ours (posix mode: on a cluster
+        filesystem a replaced file may keep a link, renamed aside by the client)."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return now.st_ino != st.st_ino or now.st_dev != st.st_dev
+
+    def _reopen_locked(self, fd: int, lockop: Any) -> tuple[int, os.stat_result]:
+        """The file we hold was deleted or replaced: open (or create) the path, lock it."""
+        for _ in range(100):
+            lockop(fd, _UN)
+            os.close(fd)
+            self._fd = -1
+            fd = self._open()
+            lockop(fd, _EX)
+            st = _fstat(fd)
+            if st.st_nlink and not (self._by_path and self._moved(st)):
+                return fd, st
+        raise WriteError(0, f"{self.path} keeps being replaced; no record was written")
+
+    def _append_other(self, line: bytes) -> tuple[int, int]:
         """The ``soft`` and ``none`` modes."""
         if self.mode == "soft":
             return self._append_soft(line)
@@ -133,12 +183,17 @@ class AppendWriter:
             self._open()
         fd, end = self._fd, self._end  # one writer process: the end is where we left it
         unknown = end < 0
-        if unknown:
+        if unknown or not _fstat(fd).st_nlink:
+            if not unknown:  # our shard was deleted or replaced: write to the path again
+                os.close(fd)
+                fd = self._open()
             end = _lseek(fd, 0, 2)
+            unknown = True
         n = self._put(fd, line, end, check=unknown)
         if self._sync is not None:
             self._sync(fd)
         self._end = end + n
+        return self._end - len(line), self._end
 
     def _put(self, fd: int, line: bytes, end: int, check: bool = True) -> int:
         """With the file to ourselves: end a torn fragment, then write ``line`` whole.
@@ -156,13 +211,13 @@ class AppendWriter:
             n = self._finish(fd, line, n, end)
         return n
 
-    def _lock_failed(self, exc: OSError, line: bytes) -> None:
+    def _lock_failed(self, exc: OSError, line: bytes) -> tuple[int, int]:
         if exc.errno not in locking.UNSUPPORTED or isinstance(exc, locking.LockTimeout):
             raise exc
         self._unsupported(exc)
         return self._append_soft(line)
 
-    def _append_soft(self, line: bytes) -> None:
+    def _append_soft(self, line: bytes) -> tuple[int, int]:
         """``soft`` mode: under the lock file, reopen (NFS close-to-open), append, flush, close."""
         if self._soft is None:
             self._soft = locking.soft_lock(self.path, self.timeout)
@@ -170,10 +225,12 @@ class AppendWriter:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, _FLAGS, 0o644)
             try:
-                self._put(fd, line, _lseek(fd, 0, 2))
+                end = _lseek(fd, 0, 2)
+                n = self._put(fd, line, end)
                 (os.fsync if self.durable else os.fdatasync)(fd)
             finally:
                 os.close(fd)
+        return end + n - len(line), end + n
 
     def _unsupported(self, exc: OSError) -> None:
         if not self._auto:
@@ -212,8 +269,36 @@ class AppendWriter:
             except OSError:
                 pass
         self._fd, self._end = -1, -1
-        self._mutex = threading.Lock()  # another thread may have held it at fork time
+        self._mutex = locking.process_mutex(self.path)  # the child's own (reset at fork)
         self._soft = None  # a FileLock made before fork refuses to work in the child
+
+    def check(self) -> None:
+        """Open (creating) the file and take its lock once: raise :class:`WriteError` naming
+        the path and the reason now, before a caller spends time on work it cannot record."""
+        with self._mutex:
+            try:
+                if self.mode == "soft":
+                    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                    os.close(os.open(self.path, _FLAGS, 0o644))
+                    with locking.acquire_soft(locking.soft_lock(self.path, self.timeout)):
+                        pass
+                    return
+                fd = self._fd if self._fd >= 0 else self._open()
+                if self._lockop is not None:
+                    try:
+                        self._lockop(fd, _EX)
+                    except OSError as exc:
+                        if exc.errno in locking.UNSUPPORTED and \
+                                not isinstance(exc, locking.LockTimeout):
+                            self._unsupported(exc)  # falls back (auto) or raises
+                            return
+                        raise
+                    self._lockop(fd, _UN)
+            except WriteError:
+                raise
+            except OSError as exc:
+                raise WriteError(exc.errno, f"cannot append records to {self.path}: "
+                                 f"{exc.strerror or exc}") from exc
 
     def close(self) -> None:
         with self._mutex:

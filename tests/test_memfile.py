@@ -191,25 +191,37 @@ def test_shard_name_follows_the_slurm_array_task(tmp_path):
     assert name.startswith("slurm-4242_7.") and name.endswith(f".{out.strip()}.jsonl")
 
 
-def test_skip_is_decided_before_the_function_runs(tmp_path):
-    path = str(tmp_path / "r.jsonl")
-    calls = []
+def _sweep_module(tmp_path, monkeypatch, name="sweepmod", body="{'c': a * b}", **opts):
+    """A module defining a memfile(skip=True) function, importable here and in subprocesses."""
+    import importlib
 
-    @memfile(path, skip=True)
-    def f(a: int, b: float = 1.0) -> dict:
-        calls.append((a, b))
-        return {"c": a * b}
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
+        import json, os, memo
+        calls = []
 
+        @memo.memfile(os.environ["SWEEP_PATH"], **json.loads(os.environ["SWEEP_OPTS"]))
+        def f(a: int, b: float = 1.0) -> dict:
+            calls.append((a, b))
+            return {body}
+    """))
+    monkeypatch.setenv("SWEEP_PATH", str(tmp_path / "r.jsonl"))
+    monkeypatch.setenv("SWEEP_OPTS", json.dumps(opts or {"skip": True}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def test_skip_is_decided_before_the_function_runs(tmp_path, monkeypatch):
+    mod = _sweep_module(tmp_path, monkeypatch)
+    f, calls, path = mod.f, mod.calls, str(tmp_path / "r.jsonl")
     assert f(1) == {"c": 1.0}
     assert f(1, 1) == {"c": 1.0}  # 1 and 1.0 are the same argument
     assert f(a=1, b=1.0) == {"c": 1.0}
     assert calls == [(1, 1.0)]
-    # another process appends: the index reads the new tail and skips that call too
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    code = ("import sys, memo\n"
-            "f = memo.memfile(sys.argv[1])(lambda a, b=1.0: {'c': a * b})\n"
-            "f(2); f(3)")
-    subprocess.run([sys.executable, "-c", code, path], env=env, check=True)
+    # another process runs the same function: the index reads the new tail and skips that too
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)])}
+    subprocess.run([sys.executable, "-c", "import sweepmod; sweepmod.f(2); sweepmod.f(3)"],
+                   env=env, check=True)
     assert f(3) == {"c": 3.0} and f(4) == {"c": 4.0}
     assert calls == [(1, 1.0), (4, 1.0)]
     assert len(memo.load(path)) == 4
@@ -238,24 +250,16 @@ def test_skip_retries_failed_calls_by_default(tmp_path):
     assert attempts == [6]
 
 
-def test_skip_in_shard_mode_sees_every_shard(tmp_path):
-    target = str(tmp_path / "r.jsonl")
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    code = ("import sys, memo\n"
-            "f = memo.memfile(sys.argv[1], mode='shard')(lambda a: {'c': a})\n"
-            "[f(i) for i in range(5)]")
-    subprocess.run([sys.executable, "-c", code, target], env=env, check=True)
-    calls = []
-
-    @memfile(target, mode="shard", skip=True)
-    def f(a: int) -> dict:
-        calls.append(a)
-        return {"c": a}
-
+def test_skip_in_shard_mode_sees_every_shard(tmp_path, monkeypatch):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)]),
+           "SWEEP_PATH": str(tmp_path / "r.jsonl"), "SWEEP_OPTS": '{"mode": "shard"}'}
+    mod = _sweep_module(tmp_path, monkeypatch, mode="shard", skip=True)
+    subprocess.run([sys.executable, "-c", "import sweepmod; [sweepmod.f(i) for i in range(5)]"],
+                   env=env, check=True)
     for i in range(8):
-        f(i)
-    f(7)
-    assert calls == [5, 6, 7]
+        mod.f(i)
+    mod.f(7)
+    assert [a for a, _ in mod.calls] == [5, 6, 7]
 
 
 def test_durable_records_are_whole(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import memo
-from memo.resume import SkipIndex, canonical_key
+from memo.call import canonical
 from memo.serialize import dumps, loads
 
 
@@ -14,19 +14,19 @@ from memo.serialize import dumps, loads
     (np.float64(2.0), 2),
 ])
 def test_same_arguments_same_key(a, b):
-    assert canonical_key([a]) == canonical_key([b])
+    assert canonical({"x": a}) == canonical({"x": b})
 
 
 @pytest.mark.parametrize("a, b", [(True, 1), ("1", 1), (0.1, 0.2), (None, 0), ([1], 1)])
 def test_different_arguments_different_key(a, b):
-    assert canonical_key([a]) != canonical_key([b])
+    assert canonical({"x": a}) != canonical({"x": b})
 
 
 @pytest.mark.parametrize("value", [1, 0.25, np.float32(0.1), math.inf, 2**80, "s", [1, (2, 3)],
                                    {"k": np.int8(1)}, b"raw", 1 + 2j])
 def test_key_survives_a_trip_through_a_file(value):
     line = dumps({"x": value})
-    assert canonical_key([loads(line)["x"]]) == canonical_key([value])
+    assert canonical({"x": loads(line)["x"]}) == canonical({"x": value})
 
 
 def test_memlist_skip_does_not_run_the_function_again():
@@ -77,14 +77,6 @@ def test_failed_records_are_retried_unless_asked_not_to(retry, expected_calls):
     assert len(calls) == expected_calls
 
 
-def test_var_keyword_arguments_need_include_to_skip():
-    def g(a, **kw):
-        return {}
-
-    with pytest.raises(ValueError, match=r"include=\[\.\.\.\]"):
-        memo.memlist(data=[], skip=True)(g)
-
-
 def test_var_keyword_arguments_take_part_in_the_key():
     data, calls = [], []
 
@@ -111,17 +103,6 @@ def test_excluded_arguments_do_not_distinguish_calls():
     f(1)
     f(1, verbose=True)
     assert calls == [1]
-
-
-def test_index_ignores_records_of_other_functions():
-    index = SkipIndex(["a", "b"], optional=["b"])
-    index.add({"a": 7, "out": 0})
-    assert index.lookup({"a": 7})["out"] == 0 and index.lookup({"a": 7, "b": 1}) is None
-    index.add({"x": 1, "y": 2})
-    index.add({"a": 1, "b": 2, "out": 3})
-    assert len(index) == 2
-    assert index.lookup({"a": 1.0, "b": 2})["out"] == 3
-    assert index.lookup({"a": 2, "b": 2}) is None
 
 
 def test_skip_on_a_sink_that_cannot_resume_is_refused():

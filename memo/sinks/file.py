@@ -4,121 +4,151 @@ from __future__ import annotations
 
 import functools
 import os
-import time
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
+from ..call import META_KEY, Call
 from ..pipeline import recorder
-from ..reader import Tail
-from ..resume import SkipIndex
+from ..resume import FileIndex, Identity
 from ..serialize import dumps_line
-from ..shardfile import ShardWriter, shard_dir, sources
-from ..writer import AppendWriter
+from ..shardfile import ShardWriter, sources
+from ..writer import AppendWriter, WriteError
+from .. import rescue
 
 __all__ = ["FileSink", "memfile"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SHARD_RESCAN = 0.2  # seconds between looks at the other writers' shards (skip=True)
-
 
 class FileSink:
-    """Serializes each record to one line and appends it to the file (or to a shard of it)."""
+    """Serializes each record to one line and appends it to the file (or to a shard of it).
+
+    The line holds the record and its ``$memo`` identity (:mod:`memo.call`). With
+    ``skip``, :meth:`resume` gives the pipeline a :class:`memo.resume.FileIndex` of
+    the file (and, in shard mode, of every writer's shard); lines this sink writes
+    are put into that index from their known position, without reading them back.
+    """
+
+    where = "worker"
 
     def __init__(self, filepath: str | os.PathLike[str], *, durable: bool = False,
                  fallback: Callable[[Any], Any] | None = None, lock: str = "auto",
                  timeout: float | None = None,
                  mode: Literal["shared", "shard"] = "shared") -> None:
+        if callable(filepath) and not isinstance(filepath, (str, os.PathLike)):
+            raise TypeError("memfile needs the path of the file to write: "
+                            "write @memfile('results.jsonl'), not a bare @memfile")
         self.path = os.path.abspath(os.fspath(filepath))
         self._settings = {"durable": durable, "fallback": fallback, "lock": lock,
                           "timeout": timeout, "mode": mode}
         self.mode = mode
+        self.fallback = fallback
         self.writer: AppendWriter | ShardWriter
+        encode = dumps_line if fallback is None else functools.partial(dumps_line,
+                                                                        fallback=fallback)
         if mode == "shared":
             if lock == "none":
                 raise ValueError("lock='none' would let writers of a shared file interleave; "
                                  "for lock-free writing use mode='shard'")
-            encode = dumps_line if fallback is None else \
-                functools.partial(dumps_line, fallback=fallback)
             self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout,
                                        encode=encode)
+            append = self.writer.append
         elif mode == "shard":
             if lock not in ("auto", "none"):
                 raise ValueError(f"mode='shard' takes no lock (each writer has its own file); "
                                  f"drop lock={lock!r}")
             self.writer = ShardWriter(self.path, durable=durable)
+            shard_append = self.writer.append
+
+            def append(record: Any, _encode: Any = encode) -> Any:
+                return shard_append(_encode(record))
         else:
             raise ValueError(f"mode={mode!r} is not 'shared' or 'shard'")
-        self.fallback = fallback
-        self._bind()
-        self._tails: dict[str, Tail] = {}
-        self._tail: Tail | None = None
-        self._scanned = -1.0
+        self._append = append
+        self._indexes: list[FileIndex] = []
+        self._index_lock = threading.Lock()
+        self.write = self._write_plain  # type: ignore[method-assign]
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled as its settings (for cloudpickle, loky, submitit): a copy reads afresh."""
         return (functools.partial(FileSink, **self._settings), (self.path,))  # type: ignore[arg-type]
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append ``record`` as one line (the pipeline calls the faster copy set below)."""
-        if isinstance(self.writer, AppendWriter):  # it serializes the record itself
-            self.writer.append(record)
-        else:
-            self.writer.append(dumps_line(record, self.fallback))
+    def _write_plain(self, record: dict[str, Any], call: Call) -> Any:
+        record[META_KEY] = call.meta
+        try:
+            return self._append(record)
+        except WriteError as exc:
+            self._rescue(record, exc)
 
-    def _bind(self) -> None:
-        if isinstance(self.writer, AppendWriter):  # one call per record: it serializes
-            self.write = self.writer.append  # type: ignore[method-assign,assignment]
+    def _write_noted(self, record: dict[str, Any], call: Call) -> Any:
+        record[META_KEY] = call.meta
+        try:
+            span = self._append(record)
+        except WriteError as exc:
+            self._rescue(record, exc)
+        if call.key is not None and not (record.get("status") == "error"):
+            path = self.path if self.mode == "shared" else self.writer.path  # type: ignore[union-attr]
+            for index in self._indexes:
+                if index.identity.function == call.function:
+                    with index.lock:
+                        index.note(call.key, path, span[0], span[1])
+        return span
+
+    def write(self, record: dict[str, Any], call: Call) -> Any:  # replaced per instance
+        """Append ``record`` (with its ``$memo``) as one line."""
+        return self._write_plain(record, call)
+
+    def prepare(self) -> None:
+        """Check, before the first call runs, that records can be appended (and locked)."""
+        if isinstance(self.writer, AppendWriter):
+            self.writer.check()
             return
+        path = self.writer.path
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        except OSError as exc:
+            raise WriteError(exc.errno, f"cannot append records to {path}: "
+                             f"{exc.strerror or exc}") from exc
 
-        def write(record: dict[str, Any], _dumps: Any = dumps_line,
-                  _fallback: Any = self.fallback, _append: Any = self.writer.append) -> None:
-            _append(_dumps(record, _fallback))
+    def _rescue(self, record: dict[str, Any], exc: WriteError) -> None:
+        """A computed record the file refused (a full disk): keep it elsewhere, then raise."""
+        line = dumps_line(record, self.fallback)
+        saved = rescue.save(self.path, line)
+        if saved is None:
+            raise WriteError(exc.errno, f"{exc.strerror}; the record could not be saved "
+                             f"anywhere else either: {line.decode(errors='replace')[:2000]}"
+                             ) from exc
+        raise WriteError(exc.errno, f"{exc.strerror}; the record was saved to {saved}: bring "
+                         f"it back with  memo merge {self.path} {self.path} {saved}") from exc
 
-        self.write = write  # type: ignore[method-assign]
-
-    def refresh(self, index: SkipIndex) -> None:
-        """Feed ``index`` the records appended since the last call (by anyone)."""
+    def resume(self, identity: Identity) -> FileIndex:
+        """An index of what the file (and its shards) hold, for ``skip``."""
         if self.mode == "shared":
-            tail = self._tail
-            if tail is None:
-                tail = self._tail = Tail(self.path)
-            reset, records = tail.read_new()
-            if reset:
-                index.clear()
-            for record in records:
-                index.add(record)
-            return
-        self._refresh_shards(index)
+            path = self.path
+            index = FileIndex(identity, lambda: [path])
+        else:
+            target = self.path
+            index = FileIndex(identity, lambda: sources(target), many=True)
+        with self._index_lock:
+            self._indexes.append(index)
+        self.write = self._write_noted  # type: ignore[method-assign]
+        return index
 
-    def _refresh_shards(self, index: SkipIndex) -> None:
-        now = time.monotonic()
-        if now - self._scanned >= SHARD_RESCAN:  # the target, and every writer's shard
-            self._scanned = now
-            try:
-                names = sources(self.path)
-            except FileNotFoundError:
-                names = []
-        else:  # in between, only our own shard (what this process just wrote)
-            names = [os.path.join(shard_dir(self.path), os.path.basename(self.writer.path))]
-        for name in names:
-            tail = self._tails.get(name)
-            if tail is None:
-                tail = self._tails[name] = Tail(name)
-            reset, records = tail.read_new()
-            if reset:  # a file was replaced (merged, compacted): index everything again
-                index.clear()
-                self._tails.clear()
-                self._scanned = -1.0
-                return self._refresh_shards(index)
-            for record in records:
-                index.add(record)
+    def flush(self) -> None:
+        """Nothing is buffered: each record is in the file when the call returns."""
+
+    def close(self) -> None:
+        self.writer.close()
+        for index in self._indexes:
+            index.close()
 
 
 def memfile(
     filepath: str | os.PathLike[str],
     *,
-    skip: bool = False,
+    skip: bool | str = False,
     retry_failed: bool = True,
     durable: bool = False,
     fallback: Callable[[Any], Any] | None = None,
@@ -127,6 +157,7 @@ def memfile(
     lock: str = "auto",
     timeout: float | None = None,
     mode: Literal["shared", "shard"] = "shared",
+    version: str | None = None,
 ) -> Callable[[F], F]:
     """Append one JSON line per call to ``filepath``; safe for many processes at once.
 
@@ -144,11 +175,18 @@ def memfile(
 
     ``durable=True`` fsyncs each record before the call returns (survives a
     machine crash); by default a record is handed to the OS before the call
-    returns (survives a crash of the process). ``skip=True`` returns the stored
-    result instead of running the function again when a record with the same
-    arguments is already in the file (failed calls are retried unless
-    ``retry_failed=False``).
+    returns (survives a crash of the process).
+
+    ``skip=True`` returns the stored outputs instead of running the function again
+    when the file already holds a record of the same call: the same function
+    (``module.qualname``), the same version of its code (a fingerprint of its
+    source, or ``version=``) and the same arguments. ``skip="arguments"`` accepts
+    records of any version of the code. Failed calls are retried unless
+    ``retry_failed=False``. ``include``/``exclude`` choose the arguments kept in
+    the record; ``fallback`` (e.g. ``repr``) turns values memo cannot encode into
+    ones it can, instead of raising :class:`memo.SerializationError`.
     """
     sink = FileSink(filepath, durable=durable, fallback=fallback, lock=lock, timeout=timeout,
                     mode=mode)
-    return recorder(sink, skip=skip, retry_failed=retry_failed, include=include, exclude=exclude)
+    return recorder(sink, skip=skip, retry_failed=retry_failed, include=include, exclude=exclude,
+                    version=version)

@@ -15,7 +15,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CallbackSink:
-    """Calls ``callback(record)`` for each record."""
+    """Calls ``callback(record)`` for each record (in the parent, under a Runner)."""
+
+    where = "parent"
 
     def __init__(self, callback: Callable[[dict[str, Any]], Any]) -> None:
         if not callable(callback):
@@ -24,8 +26,14 @@ class CallbackSink:
             )
         self.callback = callback
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any], call: Any = None) -> None:
         self.callback(record)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class StreamSink:
@@ -35,11 +43,20 @@ class StreamSink:
         self.stream = stream
         self.fallback = fallback
 
-    def write(self, record: dict[str, Any]) -> None:
+    where = "worker"
+
+    def write(self, record: dict[str, Any], call: Any = None) -> None:
         line = dumps_line(record, self.fallback).decode()  # serialized whole before any output
         stream = self.stream if self.stream is not None else sys.stdout
         stream.write(line)
         stream.flush()
+
+    def flush(self) -> None:
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.flush()
+
+    def close(self) -> None:
+        self.flush()
 
 
 def memfunc(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from ..call import Call
 from ..pipeline import recorder
-from ..resume import SkipIndex
+from ..resume import Identity, ListIndex
 
 __all__ = ["ListSink", "memlist"]
 
@@ -14,39 +17,90 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ListSink:
-    """Appends each record (the dict itself, values unserialized) to ``data``."""
+    """Appends each record (the dict itself, values unserialized) to ``data``.
+
+    It runs in the parent under a Runner: records made in workers are sent home.
+    The :class:`~memo.call.Call` of each record it appended is kept beside the list
+    (by the record's identity), so ``skip=True`` knows which function made it.
+    """
+
+    where = "parent"
 
     def __init__(self, data: list[dict[str, Any]]) -> None:
-        if not hasattr(data, "append"):
-            raise TypeError(f"memlist(data=...) needs a list, got {type(data).__name__}")
+        if not hasattr(data, "append") or callable(data):
+            raise TypeError(f"memlist(data=...) needs a list, got {type(data).__name__}; "
+                            "write @memlist(data=results), not a bare @memlist")
         self.data = data
-        self._seen = 0
+        # the Call of each record memo appended to this list, shared by every sink of the
+        # same list (so one function's skip never takes another's record as its own)
+        key = id(data)
+        self._calls = _CALLS.setdefault(key, {})
+        _USERS[key] = _USERS.get(key, 0) + 1
+        weakref.finalize(self, _release, key)
+        self._indexes: list[_Resume] = []
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any], call: Call) -> None:
+        self._calls[id(record)] = call
         self.data.append(record)
 
-    def refresh(self, index: SkipIndex) -> None:
-        n = len(self.data)
-        if n < self._seen:  # the list was cut: index it again
-            index.clear()
-            self._seen = 0
-        for record in self.data[self._seen:n]:
-            index.add(record)
-        self._seen = n
+    def resume(self, identity: Identity) -> _Resume:
+        index = _Resume(self, identity)
+        self._indexes.append(index)
+        return index
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_CALLS: dict[int, dict[int, Call]] = {}
+_USERS: dict[int, int] = {}
+
+
+def _release(key: int) -> None:
+    _USERS[key] -= 1
+    if not _USERS[key]:
+        del _USERS[key]
+        _CALLS.pop(key, None)
+
+
+class _Resume:
+    """``skip=True`` over a list: look up a call among the records the list holds now."""
+
+    def __init__(self, sink: ListSink, identity: Identity) -> None:
+        self.sink = sink
+        self.index = ListIndex(identity)
+        self.lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_Resume, (self.sink, self.index.identity))
+
+    def result(self, call: Call) -> dict[str, Any] | None:
+        sink = self.sink
+        with self.lock:
+            self.index.refresh(sink.data, sink._calls)
+            record = self.index.lookup(call.key, sink.data)  # type: ignore[arg-type]
+        if record is None:
+            return None
+        return {k: v for k, v in record.items() if k not in call.arguments}
 
 
 def memlist(
     data: list[dict[str, Any]],
     *,
-    skip: bool = False,
+    skip: bool | str = False,
     retry_failed: bool = True,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
+    version: str | None = None,
 ) -> Callable[[F], F]:
     """Append one record per call to ``data``.
 
-    With ``skip=True`` a call whose arguments already have a record in ``data``
-    does not run; it returns the stored outputs instead.
+    With ``skip=True`` a call already recorded in ``data`` by the same function and
+    version of its code does not run; it returns the stored outputs instead
+    (``skip="arguments"``: any version; ``version=``: your own version string).
     """
     return recorder(ListSink(data), skip=skip, retry_failed=retry_failed,
-                    include=include, exclude=exclude)
+                    include=include, exclude=exclude, version=version)

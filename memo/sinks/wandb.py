@@ -61,17 +61,13 @@ class WandbSink:
                             "leave config out of init_kwargs")
         self.name = name
         self.fallback = fallback
-        self._local = threading.local()
 
-    def note_result(self, result: Mapping[str, Any]) -> None:
-        """Remember which keys of the coming record are outputs (this thread's next write)."""
-        self._local.keys = list(result.keys())
+    where = "worker"
 
-    def write(self, record: dict[str, Any]) -> None:
-        keys, self._local.keys = getattr(self._local, "keys", None) or [], None
-        outputs = set(keys)
-        config = {k: v for k, v in record.items() if k not in outputs}
-        summary = {k: record[k] for k in keys if k in record}
+    def write(self, record: dict[str, Any], call: Any) -> None:
+        arguments = set(call.arguments)
+        config = {k: v for k, v in record.items() if k in arguments}
+        summary = {k: v for k, v in record.items() if k not in arguments}
         # through the one serialization layer, before a run exists: a bad value starts no run
         config_json = loads(dumps(config, self.fallback), tags=False)
         summary_json = loads(dumps(summary, self.fallback), tags=False)
@@ -88,6 +84,12 @@ class WandbSink:
             run.finish(exit_code=1)
             raise
         run.finish()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def memwandb(
@@ -120,20 +122,4 @@ def memwandb(
     sink = WandbSink(project, entity=entity, group=group, tags=tags, job_type=job_type,
                      name=name, notes=notes, dir=dir, mode=mode, init_kwargs=init_kwargs,
                      fallback=fallback)
-    decorate = recorder(sink, include=include, exclude=exclude)
-
-    def apply(func: F) -> F:
-        if not callable(func):
-            return decorate(func)  # the pipeline's own error for a missing function
-        qualname = getattr(func, "__qualname__", repr(func))
-
-        @functools.wraps(func)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = func(*args, **kwargs)
-            sink.note_result(as_mapping(result, qualname))
-            return result
-
-        return decorate(call)  # type: ignore[arg-type,return-value]
-
-    apply.memo_sink = sink  # type: ignore[attr-defined]
-    return apply
+    return recorder(sink, include=include, exclude=exclude)

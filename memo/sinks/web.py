@@ -259,12 +259,16 @@ class WebSink:
 
     # -- one record -------------------------------------------------------------------------
 
-    def write(self, record: dict[str, Any]) -> None:
+    where = "worker"
+
+    def write(self, record: dict[str, Any], call: Any = None) -> None:
         if ID_KEY in record:
             raise KeyCollisionError(
                 f"the record already has the key {ID_KEY!r}, which memweb adds to every record; "
                 "rename that output")
         record = dict(record)
+        if call is not None:
+            record["$memo"] = call.meta
         record[ID_KEY] = new_id()
         line = dumps_line(record, self.fallback)  # a bad value raises here, before any I/O
         if self.batch is None:
