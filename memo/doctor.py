@@ -229,6 +229,7 @@ class Peer:
         self.me = {"host": socket.gethostname(), "pid": os.getpid()}
         self.role = ""
         self.created: list[str] = []
+        self.steps: dict[str, Any] = {}  # every step reached so far, with its data
 
     def path(self, what: str) -> str:
         return f"{self.base}.{what}"
@@ -243,15 +244,18 @@ class Peer:
             os.close(fd)
             self.role = role
             self.created.append(self.path(role))
-            self.put({"step": "joined"})
+            self.put("joined")
             return role
         raise RuntimeError(f"memo doctor --peer: {self.path('a')} and {self.path('b')} exist "
                            "already (two peers joined, or a run was cut short: remove them)")
 
-    def put(self, state: dict[str, Any]) -> None:
+    def put(self, step: str, **data: Any) -> None:
+        """Tell the other side that this one reached ``step`` (steps accumulate, so a
+        side that is behind still finds every step the other one passed)."""
+        self.steps[step] = data
         tmp = self.path(f"{self.role}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({**self.me, **state}, f)
+            json.dump({**self.me, "steps": self.steps}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path(self.role))
@@ -265,16 +269,17 @@ class Peer:
             return None
 
     def wait(self, step: str) -> dict[str, Any]:
-        """Wait until the other side has reached ``step``; its state."""
+        """Wait until the other side has reached ``step``; the data it put with it."""
         other = "b" if self.role == "a" else "a"
         deadline = time.monotonic() + self.timeout
         while True:
             state = self.get(other)
-            if state is not None and state.get("step") == step:
-                return state
-            if state is not None and state.get("step") == "failed":
+            steps = state.get("steps", {}) if state else {}
+            if step in steps:
+                return {**steps[step], "host": state["host"], "pid": state["pid"]}  # type: ignore[index]
+            if "failed" in steps:
                 raise RuntimeError(f"memo doctor --peer: the other side failed: "
-                                   f"{state.get('error')}")
+                                   f"{steps['failed'].get('error')}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"memo doctor --peer: no peer reached step {step!r} within "
                                    f"{self.timeout:g} s (is the other side running, with the "
@@ -297,7 +302,7 @@ def _peer_locks(peer: Peer, test: str) -> dict[str, Any]:
                     held = None
                 except OSError as exc:
                     held = _errname(exc)
-                peer.put({"step": f"hold-{kind}", "refused": held})
+                peer.put(f"hold-{kind}", refused=held)
                 seen = peer.wait(f"tried-{kind}")
                 if held is None:
                     _LOCKS[kind](fd, fcntl.LOCK_UN)
@@ -316,7 +321,7 @@ def _peer_locks(peer: Peer, test: str) -> dict[str, Any]:
                     os.close(fd)
                 result = {"excludes_peer": ok is None,
                           "error": why if ok is False else None}
-            peer.put({"step": f"tried-{kind}", "result": result})
+            peer.put(f"tried-{kind}", result=result)
             results[kind] = result
     return results
 
@@ -325,7 +330,7 @@ def _peer_excl(peer: Peer, test: str) -> dict[str, Any]:
     """Does the other host's exclusive create of a file the leader created fail?"""
     if peer.role == "a":
         os.close(os.open(test, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        peer.put({"step": "created"})
+        peer.put("created")
         return peer.wait("tried-create")["result"]  # type: ignore[no-any-return]
     peer.wait("created")
     try:
@@ -334,7 +339,7 @@ def _peer_excl(peer: Peer, test: str) -> dict[str, Any]:
                                            "succeeded"}
     except FileExistsError:
         result = {"works": True, "error": None}
-    peer.put({"step": "tried-create", "result": result})
+    peer.put("tried-create", result=result)
     return result
 
 
@@ -343,7 +348,7 @@ def _peer_appends(peer: Peer, tests: dict[str, str], processes: int, records: in
     """Both hosts append at once under each lock mode; the leader counts."""
     results: dict[str, Any] = {}
     for mode, test in tests.items():
-        peer.put({"step": f"ready-{mode}"})
+        peer.put(f"ready-{mode}")
         peer.wait(f"ready-{mode}")
         refused = _probe_mode(test, mode)
         if refused:
@@ -351,7 +356,7 @@ def _peer_appends(peer: Peer, tests: dict[str, str], processes: int, records: in
             error: str | None = f"refused: {refused}"
         else:
             ids, error = _run_appenders(test, mode, peer.role, processes, records, seconds)
-        peer.put({"step": f"appended-{mode}", "ids": ids, "error": error})
+        peer.put(f"appended-{mode}", ids=ids, error=error)
         other = peer.wait(f"appended-{mode}")
         if peer.role == "a":
             if error or other["error"]:
@@ -359,7 +364,7 @@ def _peer_appends(peer: Peer, tests: dict[str, str], processes: int, records: in
                                           else "error": error or other["error"]}
             else:
                 result = count_records(test, {**ids, **other["ids"]})
-            peer.put({"step": f"counted-{mode}", "result": result})
+            peer.put(f"counted-{mode}", result=result)
         else:
             result = peer.wait(f"counted-{mode}")["result"]
         results[mode] = result
@@ -371,21 +376,18 @@ def check_peer(folder: str, tag: str, timeout: float, processes: int, records: i
     """The two-host checks (see the module doc). Both sides return the same results."""
     peer = Peer(folder, tag, timeout)
     role = peer.join()
-    other = peer.wait("joined") if role == "a" else None
-    if role == "b":
-        other = peer.get("a")
     tests = {"locks": peer.path("lockfile"), "excl": peer.path("excl")}
     tests.update({m: peer.path(f"append-{m}") for m in ("posix", "flock", "soft")})
     if role == "a":
         peer.created.extend([*tests.values(), peer.path("append-soft.lock")])
     try:
-        out: dict[str, Any] = {"role": role, "peer": {k: other[k] for k in ("host", "pid")}
-                               if other else None}
+        other = peer.wait("joined")
+        out: dict[str, Any] = {"role": role, "peer": {k: other[k] for k in ("host", "pid")}}
         out["locks"] = _peer_locks(peer, tests["locks"])
         out["exclusive_create"] = _peer_excl(peer, tests["excl"])
         out["appends"] = _peer_appends(peer, {m: tests[m] for m in ("posix", "flock", "soft")},
                                        processes, records, seconds)
-        peer.put({"step": "done"})
+        peer.put("done")
         if role == "a":
             try:  # the other side reads our last state before we remove the files
                 peer.wait("done")
@@ -394,7 +396,7 @@ def check_peer(folder: str, tag: str, timeout: float, processes: int, records: i
         return out
     except BaseException as exc:
         try:
-            peer.put({"step": "failed", "error": str(exc)})
+            peer.put("failed", error=str(exc))
         except OSError:
             pass
         raise

@@ -243,6 +243,29 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
         def utimens(self, path, times=None):
             os.utime(real(path), ns=times)
 
+        # extended attributes (memo records a file's lock mode in one)
+
+        def getxattr(self, path, name, position=0):
+            try:
+                return os.getxattr(real(path), name, follow_symlinks=False)
+            except OSError as exc:
+                raise FuseOSError(exc.errno) from None
+
+        def setxattr(self, path, name, value, options, position=0):
+            try:
+                os.setxattr(real(path), name, value, options, follow_symlinks=False)
+            except OSError as exc:
+                raise FuseOSError(exc.errno) from None
+
+        def listxattr(self, path):
+            return os.listxattr(real(path), follow_symlinks=False)
+
+        def removexattr(self, path, name):
+            try:
+                os.removexattr(real(path), name, follow_symlinks=False)
+            except OSError as exc:
+                raise FuseOSError(exc.errno) from None
+
         def statfs(self, path):
             sv = os.statvfs(real(path))
             return {k: getattr(sv, k) for k in (
