@@ -55,6 +55,7 @@ _COMMANDS = (
     "memo.spool",
     "memo.plot",
     "memo.view",
+    "memo.doctor",
 )
 
 
