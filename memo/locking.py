@@ -49,9 +49,9 @@ from collections.abc import Callable, Iterator
 
 import filelock
 
+from . import filesystem
 from ._util import pid_alive
 from .exceptions import MemoError
-from .filesystem import is_cluster_filesystem
 
 __all__ = [
     "MODES", "UNSUPPORTED", "LockTimeout", "SoftLock", "acquire_soft", "hold", "lock_function",
@@ -79,7 +79,7 @@ def resolve_mode(path: str | os.PathLike[str], lock: str = "auto") -> str:
             if env not in MODES:
                 raise ValueError(f"MEMO_LOCK={env!r} is not one of {', '.join(MODES)}")
             return env
-        return "posix" if is_cluster_filesystem(path) else "flock"
+        return filesystem.auto_lock_mode(path)  # from the mount's type and options
     return lock
 
 

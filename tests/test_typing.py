@@ -45,7 +45,7 @@ def test_stacked_decorators_keep_the_signature(tmp_path):
     script.write_text(SCRIPT)
     done = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental",
                            "--cache-dir", str(tmp_path / ".mypy"), str(script)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          capture_output=True, text=True, cwd=ROOT, timeout=900,
                           env={**os.environ, "MYPYPATH": ROOT})
     out = done.stdout
     assert 'Revealed type is "def (a: int, b: str =) -> dict[str, float]"' in out, out
