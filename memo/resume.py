@@ -244,7 +244,7 @@ class FileIndex:
         offset = packed & _OFFSET_MASK
         if src.fd < 0:
             return None
-        size = 8192
+        size = 1024
         while True:
             data = os.pread(src.fd, size, offset)
             end = data.find(b"\n")

@@ -386,7 +386,11 @@ def loads(data: bytes | str, *, tags: bool = True) -> Any:
             obj = json.loads(data)
         except (ValueError, RecursionError):
             raise ValueError("not valid JSON") from None
-    if (b'"$' in data) if isinstance(data, (bytes, bytearray, memoryview)) else ('"$' in data):
+    if type(data) is not bytes:
+        data = data.encode() if isinstance(data, str) else bytes(data)
+    # only memo's tags (objects that start with a "$" key) and $nonfinite need restoring;
+    # a record's own "$memo" is neither, and most records have nothing else
+    if data.rpartition(b'{"$')[1] or data.rpartition(b'"$nonfinite"')[1]:
         try:
             return restore(obj, tags=tags)
         except RecursionError:
