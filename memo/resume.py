@@ -263,6 +263,7 @@ class FileIndex:
         meta = record.get(META_KEY)
         if isinstance(meta, dict) and meta.get("k") is not None:
             return record if meta.get("k") == key else None
+        found: str | None
         if isinstance(meta, dict):
             args = meta.get("a") or []
             found = call_key(self.identity.function, {a: record[a] for a in args if a in record})

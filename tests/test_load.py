@@ -11,7 +11,7 @@ import memo
 def results(tmp_path):
     path = tmp_path / "results.jsonl"
 
-    @memo.memfile(filepath=path)
+    @memo.memfile(path=path)
     def experiment(size, lr):
         return {"loss": math.inf if lr > 1 else lr / size, "acc": np.float32(0.5),
                 "curve": np.array([1.0, np.nan])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
@@ -33,14 +34,14 @@ class FileSink:
 
     where = "worker"
 
-    def __init__(self, filepath: str | os.PathLike[str], *, durable: bool = False,
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
                  fallback: Callable[[Any], Any] | None = None, lock: str = "auto",
                  timeout: float | None = None,
                  mode: Literal["shared", "shard"] = "shared", claim: bool = False) -> None:
-        if callable(filepath) and not isinstance(filepath, (str, os.PathLike)):
+        if callable(path) and not isinstance(path, (str, os.PathLike)):
             raise TypeError("memfile needs the path of the file to write: "
                             "write @memfile('results.jsonl'), not a bare @memfile")
-        self.path = os.path.abspath(os.fspath(filepath))
+        self.path = os.path.abspath(os.fspath(path))
         self._settings = {"durable": durable, "fallback": fallback, "lock": lock,
                           "timeout": timeout, "mode": mode, "claim": claim}
         self.mode = mode
@@ -54,7 +55,7 @@ class FileSink:
                                  "for lock-free writing use mode='shard'")
             self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout,
                                        encode=encode)
-            append = self.writer.append
+            append: Callable[[Any], Any] = self.writer.append
         elif mode == "shard":
             if lock not in ("auto", "none"):
                 raise ValueError(f"mode='shard' takes no lock (each writer has its own file); "
@@ -62,8 +63,10 @@ class FileSink:
             self.writer = ShardWriter(self.path, durable=durable)
             shard_append = self.writer.append
 
-            def append(record: Any, _encode: Any = encode) -> Any:
+            def append_shard(record: Any, _encode: Any = encode) -> Any:
                 return shard_append(_encode(record))
+
+            append = append_shard
         else:
             raise ValueError(f"mode={mode!r} is not 'shared' or 'shard'")
         self._append = append
@@ -153,7 +156,7 @@ class FileSink:
 
 
 def memfile(
-    filepath: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     skip: bool | str = False,
     retry_failed: bool = True,
@@ -166,10 +169,11 @@ def memfile(
     mode: Literal["shared", "shard"] = "shared",
     version: str | None = None,
     claim: bool = False,
+    filepath: str | os.PathLike[str] | None = None,
 ) -> Callable[[F], F]:
-    """Append one JSON line per call to ``filepath``; safe for many processes at once.
+    """Append one JSON line per call to ``path``; safe for many processes at once.
 
-    ``mode="shared"`` (default): every process appends to ``filepath`` itself, each
+    ``mode="shared"`` (default): every process appends to ``path`` itself, each
     line written whole under an inter-process lock. ``lock`` picks the lock:
     ``"auto"`` (``posix`` with a flush before unlocking on NFS, Lustre, BeeGFS,
     GPFS and other cluster filesystems, ``flock`` elsewhere; the ``MEMO_LOCK``
@@ -178,7 +182,7 @@ def memfile(
     wait for the lock (:class:`memo.locking.LockTimeout`).
 
     ``mode="shard"``: every process appends, without locks, to its own file in
-    ``<filepath>.shards/``; ``memo.load(filepath)`` reads them all, and
+    ``<path>.shards/``; ``memo.load(path)`` reads them all, and
     ``memo.merge`` combines them into one file.
 
     ``durable=True`` fsyncs each record before the call returns (survives a
@@ -193,7 +197,7 @@ def memfile(
     ``retry_failed=False``.
 
     ``claim=True`` (with ``skip``): before computing a call, claim it in
-    ``<filepath>.claims``, so that several runs of the same sweep at once (identical
+    ``<path>.claims``, so that several runs of the same sweep at once (identical
     SLURM array tasks, two terminals) never compute a setting twice: a call another
     live process has claimed waits for its record (a :class:`memo.Runner` runs other
     settings first), and a claim whose process died is taken over (:mod:`memo.claims`).
@@ -202,10 +206,19 @@ def memfile(
     the record; ``fallback`` (e.g. ``repr``) turns values memo cannot encode into
     ones it can, instead of raising :class:`memo.SerializationError`.
     """
+    if filepath is not None:  # the 0.2 name of the first argument
+        if path is not None:
+            raise TypeError("memfile() got both path and filepath; pass the path once")
+        warnings.warn("memfile(filepath=...) is now memfile(path=...)", DeprecationWarning,
+                      stacklevel=2)
+        path = filepath
+    if path is None:
+        raise TypeError("memfile() needs the path of the file to write, "
+                        "as in @memfile('results.jsonl')")
     if claim and not skip:
         raise ValueError("claim=True needs skip=True: a claimed call that another process "
                          "recorded is skipped through the file's index")
-    sink = FileSink(filepath, durable=durable, fallback=fallback, lock=lock, timeout=timeout,
+    sink = FileSink(path, durable=durable, fallback=fallback, lock=lock, timeout=timeout,
                     mode=mode, claim=claim)
     return recorder(sink, skip=skip, retry_failed=retry_failed, include=include, exclude=exclude,
                     version=version)
