@@ -29,9 +29,9 @@ import argparse
 import hashlib
 import os
 import queue
+import socket
 import sys
 import tempfile
-import socket
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import locking, serialize
-from .reader import BLOCK, BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .call import canonical
+from .reader import BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .shardfile import sources
 
 __all__ = ["MergeReport", "main", "merge", "register"]
