@@ -7,11 +7,13 @@ as one line on stderr, never a traceback; the CLI reference rendered from the pa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -156,17 +158,37 @@ def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     assert f"status={cli.BROKEN_PIPE}" in done.stderr
 
 
+def _docs_hooks() -> ModuleType:
+    """docs/hooks.py, what mkdocs runs to render docs/cli.md."""
+    spec = importlib.util.spec_from_file_location("memo_docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("command", ["demo", "check", "merge", "serve", "resend"])
 def test_every_subcommand_is_in_the_cli_reference(command: str) -> None:
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        import hooks  # docs/hooks.py, what mkdocs runs to render docs/cli.md
-    finally:
-        sys.path.remove(str(ROOT / "docs"))
-    page = hooks.render_cli()
+    page = _docs_hooks().render_cli()
     assert f"## `memo {command}`" in page
     assert f"usage: memo {command}" in page
     assert "--version" in page
+
+
+def test_a_new_subcommand_appears_in_the_cli_reference(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module added to memo.cli's list shows up on the page without editing the page."""
+    (tmp_path / "memo_hello_cmd.py").write_text(
+        "def register(subparsers):\n"
+        "    p = subparsers.add_parser('hello', help='say hello',\n"
+        "                              description='Print a greeting.')\n"
+        "    p.add_argument('--name', default='world', help='whom to greet')\n"
+        "    p.set_defaults(handler=lambda a: print('hello', a.name) or 0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "_COMMANDS", (*cli._COMMANDS, "memo_hello_cmd"))
+    page = _docs_hooks().render_cli()
+    assert "## `memo hello`" in page and "whom to greet" in page
+    assert page.index("## `memo resend`") < page.index("## `memo hello`")
 
 
 def test_serve_on_a_taken_port_exits_2(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ The site itself must build with ``mkdocs build --strict`` (test_site_builds).
 
 from __future__ import annotations
 
+import configparser
 import inspect
 import os
 import re
@@ -184,6 +185,25 @@ def test_install_hints_work_from_the_checkout() -> None:
     for page in PAGES:
         for lineno, line in enumerate(page.read_text().splitlines(), 1):
             assert not re.search(r"memo\[", line), f"{_name(page)}:{lineno}: {line.strip()}"
+
+
+def _extras() -> set[str]:
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "setup.cfg")
+    return set(cfg["options.extras_require"])
+
+
+def test_extras_in_the_docs_are_the_checkouts() -> None:
+    """Every `.[extra]` a page names exists, and the README and home page list them all."""
+    extras = _extras()
+    for page in PAGES:
+        for name in re.findall(r"\.\[(\w+)\]", page.read_text()):
+            assert name in extras, f"{_name(page)} names the extra {name!r}, not in setup.cfg"
+    listed = re.search(r"Install from this checkout.*?\)\.", README.read_text(), re.S)
+    assert listed and set(re.findall(r"`(\w+)`", listed.group())) == extras
+    home = (DOCS / "index.md").read_text()
+    line = home[home.index("# with an extra:"):home.index("memo --version")]
+    assert set(re.findall(r"\w+", line)) - {"with", "an", "extra"} == extras
 
 
 def _reference() -> str:
