@@ -29,9 +29,9 @@ import argparse
 import hashlib
 import os
 import queue
+import socket
 import sys
 import tempfile
-import socket
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import locking, serialize
-from .reader import BLOCK, BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .call import canonical
+from .reader import BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .shardfile import sources
 
 __all__ = ["MergeReport", "main", "merge", "register"]
@@ -121,10 +121,10 @@ def merge(
     with :class:`memo.CorruptLineWarning`, ``"raise"``, ``"ignore"``; they are in
     the report either way) and skipped; with ``corrupt=PATH`` the corrupt lines
     are also written, one per line, to that side file. When ``output`` is also
-    one of the inputs, the memfile writers' lock on it (mode ``lock``, as they
-    take it) is held while the merged records are written back into that same
-    file, so writers that are still appending to it wait, then carry on, and no
-    record is lost.
+    one of the inputs, the memfile writers' lock on it is held (``lock="auto"``:
+    every mode's lock, :func:`memo.locking.hold`) while the merged file replaces it
+    with one rename, so writers that are still appending to it wait, then append to
+    the new file, and no record is lost.
 
     Inputs are never modified, so a merge cut short by a crash can simply be run
     again. ``durable=True`` flushes the output to disk before it replaces the old

@@ -12,6 +12,7 @@ cover the settings exactly once. Schedulers that do not tell the array's size ne
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
@@ -30,6 +31,7 @@ def shard(
     *,
     shuffle: bool = False,
     seed: int = 0,
+    plan: str | os.PathLike[str] | None = None,
 ) -> list[T]:
     """The settings that task ``index`` of ``count`` runs: every ``count``-th, from ``index``.
 
@@ -42,6 +44,12 @@ def shard(
     settings are first put in an order that depends only on ``seed``, which spreads
     slow settings over the tasks and is the same in every task and every resubmission.
     Combine with ``memfile(..., skip=True)`` to rerun only the settings still missing.
+
+    ``plan=PATH`` records all the settings, with the array task of each, as the plan of
+    the results file ``PATH`` (:func:`memo.plan`), for ``memo status PATH``. A rerun of
+    some tasks of a SLURM array, as ``memo status --rerun`` prints it, sets
+    ``MEMO_SHARD_ARRAY=first:step:count`` (the original array's numbering), which this
+    function then uses instead of the rerun array's own.
     """
     if isinstance(settings, (Mapping, str, bytes)) or not isinstance(settings, Iterable):
         raise TypeError(
@@ -49,8 +57,16 @@ def shard(
             f"got {type(settings).__name__}"
         )
     items = list(settings)
-    if index is None:
+    low, step = 0, 1
+    original = os.environ.get("MEMO_SHARD_ARRAY")
+    if index is None and count is None and original:
+        index, count, low, step = _original_position(original)
+    elif index is None:
         index, count = array_position(count)
+        if plan is not None:  # the task id of index 0, and the id step, for a rerun command
+            low = _env_int("SLURM_ARRAY_TASK_MIN") or 0
+            high = _env_int("SLURM_ARRAY_TASK_MAX") or low
+            step = _env_int("SLURM_ARRAY_TASK_STEP") or (high - low) // max(count - 1, 1) or 1
     elif count is None:
         raise TypeError("shard(index=...) needs count= as well")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -60,4 +76,25 @@ def shard(
     order = list(range(len(items)))
     if shuffle:
         random.Random(seed).shuffle(order)
+    if plan is not None:
+        from .plan import shard_plan
+
+        shard_plan(plan, items, order, count, low, max(step, 1))
     return [items[i] for i in order[index::count]]
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
+def _original_position(spec: str) -> tuple[int, int, int, int]:
+    """``(index, count, first, step)`` of this task in the array ``MEMO_SHARD_ARRAY`` names."""
+    try:
+        low, step, count = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise ValueError(f"MEMO_SHARD_ARRAY={spec!r} is not first:step:count") from None
+    task = _env_int("SLURM_ARRAY_TASK_ID")
+    if task is None or step < 1 or (task - low) % step or not 0 <= (task - low) // step < count:
+        raise ValueError(f"array task {task} is not a task of MEMO_SHARD_ARRAY={spec!r}")
+    return (task - low) // step, count, low, step
