@@ -168,7 +168,7 @@ def f(x):
 def test_a_call_deaf_to_the_alarm_gets_its_worker_replaced(tmp_path, module, backend):
     mod = module(f"deaf_{backend}_{tmp_path.name.replace('-', '_')}", SIGNAL_PROOF)
     t0 = time.monotonic()
-    report = Runner(backend, n_jobs=2, timeout=0.5).run(mod.f, grid(x=range(8)),
+    report = Runner(backend, n_jobs=2, timeout=1.5).run(mod.f, grid(x=range(8)),
                                                         errors="return", quiet=True)
     assert time.monotonic() - t0 < 60
     assert [f.settings for f in report.failures] == [{"x": 1}]
