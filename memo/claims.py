@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from ._scheduler import task_label
+from ._util import pid_alive
 from .serialize import dumps_line
 from .writer import AppendWriter
 
@@ -66,14 +67,6 @@ class _Line(msgspec.Struct, gc=False):
 _decode = msgspec.json.Decoder(_Line).decode
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def live(line: _Line, now: float) -> bool:
@@ -81,7 +74,7 @@ def live(line: _Line, now: float) -> bool:
     host, _, rest = line.o.partition(":")
     if host == _HOST:
         pid = rest.partition(":")[0]
-        return pid.isdigit() and _pid_alive(int(pid))
+        return pid.isdigit() and pid_alive(int(pid))
     return line.t + line.l > now
 
 
