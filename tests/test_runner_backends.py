@@ -83,6 +83,10 @@ def test_joblib_backend_follows_the_active_parallel_config(module, tmp_path, con
     from joblib import parallel_config
 
     mod = _sweep(module, tmp_path, f"jl_{config['backend']}")
+    # joblib's loky workers may have started (another test) before this module's folder
+    # was on sys.path: send the module's code along instead of its name
+    cloudpickle = pytest.importorskip("cloudpickle")
+    cloudpickle.register_pickle_by_value(mod)
     with parallel_config(**config):
         report = Runner("joblib").run(mod.f, grid(x=range(10)), errors="return", quiet=True)
     assert (report.done, report.failed) == (10, 1)

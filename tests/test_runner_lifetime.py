@@ -104,11 +104,15 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, backend, how):
 
 
 @pytest.mark.parametrize("backend", ["serial", "threads", "processes", "loky"])
-def test_ctrl_c_ends_a_run_whose_calls_hang(tmp_path, backend):
+@pytest.mark.parametrize("to", ["parent", "terminal"])
+def test_ctrl_c_ends_a_run_whose_calls_hang(tmp_path, backend, to):
     in_process = backend in ("serial", "threads")
     proc, pids = _start_hanging(tmp_path, backend, 1 if in_process else 2)
     t0 = time.monotonic()
-    os.kill(proc.pid, signal.SIGINT)
+    if to == "terminal":  # a terminal's Ctrl-C goes to every process of the foreground group
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -164,7 +168,7 @@ def f(x):
 def test_a_call_deaf_to_the_alarm_gets_its_worker_replaced(tmp_path, module, backend):
     mod = module(f"deaf_{backend}_{tmp_path.name.replace('-', '_')}", SIGNAL_PROOF)
     t0 = time.monotonic()
-    report = Runner(backend, n_jobs=2, timeout=0.5).run(mod.f, grid(x=range(8)),
+    report = Runner(backend, n_jobs=2, timeout=1.5).run(mod.f, grid(x=range(8)),
                                                         errors="return", quiet=True)
     assert time.monotonic() - t0 < 60
     assert [f.settings for f in report.failures] == [{"x": 1}]

@@ -20,6 +20,8 @@ from .report import Failure
 __all__ = ["BatchOut", "BatchSizer", "Shipped", "lost"]
 
 TARGET_BATCH_SECONDS = 0.05  # batches this long keep the per-batch cost near 1% of 1 ms calls
+MIN_BATCH_SECONDS = 0.005  # the tail's batches are not cut shorter than this: more of them
+# would cost more round trips to the parent than the balance between workers gains
 MAX_BATCH = 10_000
 
 # records for the parent's sinks: (position of the recorder, [record, ...], [call, ...])
@@ -64,6 +66,7 @@ class BatchSizer:
         self.total = total
         self.taken = 0
         self.per_call: float | None = None
+        self._seconds = self._calls = 0.0  # decayed sums: long batches count for more
 
     def size(self) -> int:
         if self.fixed is not None:
@@ -74,11 +77,17 @@ class BatchSizer:
             n = int(min(MAX_BATCH, max(1, self.target / max(self.per_call, 1e-7))))
             if self.total is not None:  # keep a few batches per worker for the tail
                 left = self.total - self.taken
-                n = max(1, min(n, math.ceil(left / (4 * self.workers))))
+                tail = max(math.ceil(left / (4 * self.workers)),
+                           int(MIN_BATCH_SECONDS / max(self.per_call, 1e-7)))
+                n = max(1, min(n, tail))
         self.taken += n
         return n
 
     def observe(self, out: BatchOut) -> None:
+        # the time per call over the recent batches, weighted by their calls: the first
+        # batches of one call measure mostly the cost of a batch, and must not keep the
+        # next ones small for long
         if out.done and out.seconds > 0:
-            t = out.seconds / out.done
-            self.per_call = t if self.per_call is None else 0.7 * self.per_call + 0.3 * t
+            self._seconds = 0.5 * self._seconds + out.seconds
+            self._calls = 0.5 * self._calls + out.done
+            self.per_call = self._seconds / self._calls

@@ -168,6 +168,9 @@ def init_forked(func: Callable[..., Any], keep_results: bool, timeout: float | N
     """Initializer of the workers of a pool made for one run."""
     global _FORKED
     watch_parent()
+    # Ctrl-C on a terminal reaches the whole process group: the parent stops the run and
+    # its workers; a worker that took it too would only report one more failed call
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # What the worker got from its parent stays alive for the whole run: kept out of the
     # garbage collector's passes, which would otherwise walk (and copy, page by page, in a
     # forked child) the parent's whole heap each time the records of a batch pile up.
