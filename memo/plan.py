@@ -159,16 +159,10 @@ def record_function(func: Callable[..., Any], settings: Sequence[Mapping[str, An
 
 
 def _file_paths(func: Callable[..., Any]) -> list[str]:
+    from .sinks import recorders_of
     from .sinks.file import FileSink
 
-    try:
-        from .sinks import recorders_of  # type: ignore[attr-defined]
-
-        sinks = [r.sink for r in recorders_of(func)]
-    except ImportError:
-        from .runner import sinks_of
-
-        sinks = sinks_of(func)
+    sinks = [r.sink for r in recorders_of(func)]
     return list(dict.fromkeys(s.path for s in sinks if isinstance(s, FileSink)))
 
 

@@ -245,6 +245,8 @@ class FileIndex:
         if src.fd < 0:
             return None
         size = 1024
+        if os.pread(src.fd, 1, offset) == b"\n":  # our line ended a dead writer's fragment
+            offset += 1
         while True:
             data = os.pread(src.fd, size, offset)
             end = data.find(b"\n")
