@@ -101,8 +101,7 @@ def _original_position(spec: str) -> tuple[int, int, int, int]:
         low, step, count = (int(x) for x in spec.split(":"))
     except ValueError:
         raise ValueError(f"MEMO_SHARD_ARRAY={spec!r} is not first:step:count") from None
-    task = array_task()
-    raw = task.raw if task is not None else None
+    raw = _int(os.environ, "SLURM_ARRAY_TASK_ID")  # what `memo status --rerun` resubmits
     if raw is None or step < 1 or (raw - low) % step or not 0 <= (raw - low) // step < count:
         raise ValueError(f"array task {raw} is not a task of MEMO_SHARD_ARRAY={spec!r}")
     return (raw - low) // step, count, low, step
