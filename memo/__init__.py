@@ -24,6 +24,7 @@ from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
 from .merge import merge
 from .plan import plan
+from .plot import plot  # altair and vl-convert are imported when a chart is made
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
 from .runner import Failure, RunError, Runner, RunReport
@@ -64,6 +65,7 @@ __all__ = [
     "memweb",
     "merge",
     "plan",
+    "plot",
     "random_grid",
     "RetryPolicy",
     "run_context",

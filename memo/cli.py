@@ -53,6 +53,9 @@ _COMMANDS = (
     "memo.merge",
     "memo.serve",
     "memo.spool",
+    "memo.plot",
+    "memo.view",
+    "memo.doctor",
 )
 
 

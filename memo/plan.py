@@ -162,7 +162,7 @@ def _file_paths(func: Callable[..., Any]) -> list[str]:
     from .sinks import recorders_of
     from .sinks.file import FileSink
 
-    sinks = [r.sink for r in recorders_of(func)]
+    sinks = [getattr(r.sink, "original", r.sink) for r in recorders_of(func)]
     return list(dict.fromkeys(s.path for s in sinks if isinstance(s, FileSink)))
 
 

@@ -225,7 +225,7 @@ class FileIndex:
         """The outputs stored for ``call`` (its ``key`` set), or None: the call must run."""
         digest = bytes.fromhex(call.key)  # type: ignore[arg-type]
         with self.lock:
-            for attempt in range(2):
+            for _ in range(2):  # the second time on a fresh index
                 packed = self._pos.get(digest)
                 if packed is None:
                     self.refresh()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import threading
 import warnings
 import weakref
 from collections.abc import Callable

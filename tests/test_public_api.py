@@ -14,7 +14,6 @@ from memo.exceptions import MemoError
 # Error classes that do not derive from MemoError yet. Empty this list as each one is
 # re-based (``class WriteError(MemoError, OSError)``); the test below fails for a name
 # left here after its class was re-based, and for any error class missing from it.
-NOT_YET_REBASED: set[str] = set()
 
 
 def _modules():
@@ -56,11 +55,7 @@ def test_memo_error_is_exported():
 def test_every_error_class_derives_from_memo_error():
     classes = _error_classes()
     assert "memo.web.errors.DeliveryError" in classes  # the walk does reach the packages
-    stale = sorted(name for name in NOT_YET_REBASED if name in classes
-                   and issubclass(classes[name], MemoError))
-    assert not stale, f"re-based already: remove from NOT_YET_REBASED: {stale}"
-    missing = sorted(name for name, cls in classes.items()
-                     if not issubclass(cls, MemoError) and name not in NOT_YET_REBASED)
+    missing = sorted(name for name, cls in classes.items() if not issubclass(cls, MemoError))
     assert not missing, f"error classes that do not derive from MemoError: {missing}"
 
 
@@ -77,4 +72,4 @@ def test_exported_errors_derive_from_memo_error():
         obj = getattr(memo, name)
         if inspect.isclass(obj) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             qualified = f"{obj.__module__}.{obj.__qualname__}"
-            assert issubclass(obj, MemoError) or qualified in NOT_YET_REBASED, qualified
+            assert issubclass(obj, MemoError), qualified

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
+from .. import rescue
 from ..call import Call
 from ..claims import Claims
 from ..pipeline import recorder
@@ -16,7 +17,6 @@ from ..resume import FileIndex, Identity
 from ..serialize import dumps_line
 from ..shardfile import ShardWriter, sources
 from ..writer import AppendWriter, WriteError
-from .. import rescue
 
 __all__ = ["FileSink", "memfile"]
 

@@ -235,8 +235,11 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
           token: str | None = None, max_body: int = DEFAULT_MAX_BODY, durable: bool = False,
           idle_timeout: float = DEFAULT_IDLE_TIMEOUT, body_timeout: float = DEFAULT_BODY_TIMEOUT,
           max_connections: int = DEFAULT_MAX_CONNECTIONS,
-          insecure_no_token: bool = False) -> int:
-    """Run the collector until SIGINT or SIGTERM; returns the exit status."""
+          insecure_no_token: bool = False, view: bool = False) -> int:
+    """Run the collector until SIGINT or SIGTERM; returns the exit status.
+
+    ``view=True`` also serves ``memo view``'s live page of the same file under
+    ``/view/``, behind the same token."""
     warnings = check_settings(host=host, port=port, token=token, max_body=max_body,
                               idle_timeout=idle_timeout, body_timeout=body_timeout,
                               max_connections=max_connections,
@@ -248,6 +251,10 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
         raise missing("memo serve", "uvicorn", "serve") from None
     collector = Collector(path, durable=durable)
     app = make_app(collector, token=token, max_body=max_body, body_timeout=body_timeout)
+    if view:  # memo view's page of the same file, under /view/
+        from ..view import beside
+
+        app = beside(app, collector.path, token=token)
     sock = _listen(host, port)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -269,6 +276,8 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
         print(text, file=sys.stderr, flush=True)
     print(f"memo serve: listening on http://{shown}:{bound[1]}/ (appending to {collector.path};"
           f" {len(collector.seen)} record ids already there)", flush=True)
+    if view:
+        print(f"memo serve: the page: http://{shown}:{bound[1]}/view/", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
@@ -285,7 +294,7 @@ def main(args: argparse.Namespace) -> int:
                      max_body=args.max_body, durable=args.durable,
                      idle_timeout=args.idle_timeout, body_timeout=args.body_timeout,
                      max_connections=args.max_connections,
-                     insecure_no_token=args.insecure_no_token)
+                     insecure_no_token=args.insecure_no_token, view=args.view)
     except (ImportError, ServeError) as exc:
         print(f"memo serve: {exc}".replace("memo serve: memo serve: ", "memo serve: "),
               file=sys.stderr)
@@ -342,5 +351,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                    help="connections kept open at most; beyond, the oldest idle one is closed "
                         f"(default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--view", action="store_true",
+                   help="also serve memo view's live page of PATH at /view/ (the same token)")
     p.set_defaults(handler=main)
     return p
