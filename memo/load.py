@@ -320,9 +320,9 @@ def _holds_struct(pl: Any, dtype: Any) -> bool:
 
 
 def _has_tag(pl: Any, dtype: Any) -> bool:
-    """Whether a polars type holds a ``$complex``/``$bytes``/``$float`` tag object."""
+    """Whether a polars type holds a tag object (``$complex``, ``$bytes``, ``$float``...)."""
     if isinstance(dtype, pl.Struct):
-        return any(f.name in ("$complex", "$bytes", "$float") or _has_tag(pl, f.dtype)
+        return any(f.name in ("$complex", "$bytes", "$float", "$dict") or _has_tag(pl, f.dtype)
                    for f in dtype.fields)
     if isinstance(dtype, (pl.List, pl.Array)):
         return _has_tag(pl, dtype.inner)

@@ -17,7 +17,7 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from ._scheduler import array_position
+from ._scheduler import _int, array_position, array_task
 
 __all__ = ["array_position", "shard"]
 
@@ -58,15 +58,14 @@ def shard(
         )
     items = list(settings)
     low, step = 0, 1
-    original = os.environ.get("MEMO_SHARD_ARRAY")
-    if index is None and count is None and original:
+    original = os.environ.get("MEMO_SHARD_ARRAY") if index is None and count is None else None
+    if original:
         index, count, low, step = _original_position(original)
     elif index is None:
+        given = count
         index, count = array_position(count)
-        if plan is not None:  # the task id of index 0, and the id step, for a rerun command
-            low = _env_int("SLURM_ARRAY_TASK_MIN") or 0
-            high = _env_int("SLURM_ARRAY_TASK_MAX") or low
-            step = _env_int("SLURM_ARRAY_TASK_STEP") or (high - low) // max(count - 1, 1) or 1
+        if plan is not None:
+            low, step = _numbering(index, count, given is not None)
     elif count is None:
         raise TypeError("shard(index=...) needs count= as well")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -79,13 +78,21 @@ def shard(
     if plan is not None:
         from .plan import shard_plan
 
-        shard_plan(plan, items, order, count, low, max(step, 1))
+        shard_plan(plan, items, order, count, low, step)
     return [items[i] for i in order[index::count]]
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.lstrip("-").isdigit() else None
+def _numbering(index: int, count: int, counted: bool) -> tuple[int, int]:
+    """The task number of shard 0 and the step between task numbers (for a rerun)."""
+    task = array_task()
+    if task is None or counted:  # with count= the index is the task number less the base
+        return (task.base if task else 0), 1
+    env = os.environ
+    if task.scheduler == "SLURM":
+        low = _int(env, "SLURM_ARRAY_TASK_MIN") or 0
+        high = _int(env, "SLURM_ARRAY_TASK_MAX") or low
+        return low, _int(env, "SLURM_ARRAY_TASK_STEP") or (high - low) // max(count - 1, 1) or 1
+    return task.raw - index, 1
 
 
 def _original_position(spec: str) -> tuple[int, int, int, int]:
@@ -94,7 +101,7 @@ def _original_position(spec: str) -> tuple[int, int, int, int]:
         low, step, count = (int(x) for x in spec.split(":"))
     except ValueError:
         raise ValueError(f"MEMO_SHARD_ARRAY={spec!r} is not first:step:count") from None
-    task = _env_int("SLURM_ARRAY_TASK_ID")
-    if task is None or step < 1 or (task - low) % step or not 0 <= (task - low) // step < count:
-        raise ValueError(f"array task {task} is not a task of MEMO_SHARD_ARRAY={spec!r}")
-    return (task - low) // step, count, low, step
+    raw = _int(os.environ, "SLURM_ARRAY_TASK_ID")  # what `memo status --rerun` resubmits
+    if raw is None or step < 1 or (raw - low) % step or not 0 <= (raw - low) // step < count:
+        raise ValueError(f"array task {raw} is not a task of MEMO_SHARD_ARRAY={spec!r}")
+    return (raw - low) // step, count, low, step
