@@ -19,9 +19,11 @@ if _sys.platform == "win32":
 from .check import check
 from .context import capture_context, memutils, run_context
 from .errors import ignore_error
+from .exceptions import MemoError
 from .grid import grid, random_grid
 from .load import load, to_pandas, to_polars
 from .merge import merge
+from .plan import plan
 from .plot import plot  # altair and vl-convert are imported when a chart is made
 from .reader import CorruptLineWarning
 from .record import KeyCollisionError
@@ -32,7 +34,7 @@ from .sinks.file import memfile
 from .sinks.func import memfunc, memstdout
 from .sinks.list import memlist
 from .sinks.wandb import memwandb
-from .sinks.web import DeliveryError, DeliveryWarning, memweb
+from .sinks.web import DeliveryError, DeliveryWarning, RetryPolicy, memweb
 from .timing import capture_time, time_taken, timeit
 from .writer import WriteError
 
@@ -41,37 +43,40 @@ __version__ = "0.3.0"
 memwand = memwandb  # the name the first versions of memo gave the W&B decorator
 
 __all__ = [
-    "CorruptLineWarning",
-    "Failure",
-    "DeliveryError",
-    "DeliveryWarning",
-    "KeyCollisionError",
-    "RunError",
-    "RunReport",
-    "Runner",
-    "SerializationError",
-    "WriteError",
     "capture_context",
     "capture_time",
     "check",
+    "CorruptLineWarning",
+    "DeliveryError",
+    "DeliveryWarning",
+    "Failure",
     "grid",
     "ignore_error",
+    "KeyCollisionError",
     "load",
     "memfile",
-    "merge",
-    "plot",
     "memfunc",
     "memlist",
-    "memutils",
+    "MemoError",
     "memstdout",
+    "memutils",
     "memwand",
     "memwandb",
     "memweb",
+    "merge",
+    "plan",
+    "plot",
     "random_grid",
+    "RetryPolicy",
     "run_context",
+    "RunError",
+    "Runner",
+    "RunReport",
+    "SerializationError",
     "shard",
     "time_taken",
     "timeit",
     "to_pandas",
     "to_polars",
+    "WriteError",
 ]

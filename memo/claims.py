@@ -12,7 +12,7 @@ The claims file is append-only JSON lines, written like the data file (one whole
 line per ``write``, under the same lock mode)::
 
     {"k": "<call key>:<code version>", "s": "c", "o": "host:pid:nonce", "t": 1733050000.1, "l": 60,
-     "f": "sweep.train", "a": {"lr": 0.1}, "task": "4242_3"}
+     "f": "sweep.train", "a": {"lr": 0.1}, "task": "slurm-4242_3"}
 
 ``s`` is ``"c"`` (claim, or its renewal), ``"d"`` (done: the record is in the data
 file) or ``"r"`` (released: the call raised). Who holds a key is decided by the
@@ -37,6 +37,8 @@ from typing import Any
 
 import msgspec
 
+from ._scheduler import task_label
+from ._util import pid_alive
 from .serialize import dumps_line
 from .writer import AppendWriter
 
@@ -49,14 +51,6 @@ _HOST = socket.gethostname()
 def claims_path(path: str | os.PathLike[str]) -> str:
     """The claims file of the data file ``path``."""
     return os.path.abspath(os.fspath(path)) + ".claims"
-
-
-def _task() -> str | None:
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return None
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{job}_{task}" if task else job
 
 
 class _Line(msgspec.Struct, gc=False):
@@ -73,14 +67,6 @@ class _Line(msgspec.Struct, gc=False):
 _decode = msgspec.json.Decoder(_Line).decode
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def live(line: _Line, now: float) -> bool:
@@ -88,7 +74,7 @@ def live(line: _Line, now: float) -> bool:
     host, _, rest = line.o.partition(":")
     if host == _HOST:
         pid = rest.partition(":")[0]
-        return pid.isdigit() and _pid_alive(int(pid))
+        return pid.isdigit() and pid_alive(int(pid))
     return line.t + line.l > now
 
 
@@ -188,7 +174,7 @@ class Claims:
                 return False
             line = dumps_line({"k": key, "s": "c", "o": owner, "t": round(time.time(), 3),
                                "l": self.lease, "f": function, "a": dict(arguments),
-                               "task": _task()}, repr)
+                               "task": task_label()}, repr)
             self._writer.append(line)
             self._state.refresh()
             current = self._state.holder_of(key)

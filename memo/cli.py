@@ -47,12 +47,15 @@ STDOUT = "<stdout>"
 # Modules that provide subcommands, in the order ``memo --help`` lists them.
 _COMMANDS = (
     "memo.demo",
+    "memo.show",
+    "memo.status",
     "memo.check",
     "memo.merge",
     "memo.serve",
     "memo.spool",
     "memo.plot",
     "memo.view",
+    "memo.doctor",
 )
 
 

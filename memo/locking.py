@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator
 
 import filelock
 
+from ._util import pid_alive
 from .exceptions import MemoError
 from .filesystem import is_cluster_filesystem
 
@@ -120,14 +121,6 @@ EMPTY_GRACE = 1.0  # an empty lock file older than this was left by a writer tha
 _HOST = socket.gethostname()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SoftLock:
@@ -226,7 +219,7 @@ class SoftLock:
             return age > EMPTY_GRACE
         host, pid = fields[0], fields[1]
         if host == _HOST:
-            return not pid.isdigit() or not _alive(int(pid))
+            return not pid.isdigit() or not pid_alive(int(pid))
         return age > self.lease
 
     def _break_if_stale(self) -> None:

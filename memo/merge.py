@@ -29,9 +29,9 @@ import argparse
 import hashlib
 import os
 import queue
+import socket
 import sys
 import tempfile
-import socket
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import locking, serialize
-from .reader import BLOCK, BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
+from ._util import pid_alive
 from .call import canonical
+from .reader import BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .shardfile import sources
 
 __all__ = ["MergeReport", "main", "merge", "register"]
@@ -164,21 +165,13 @@ def _remove_stale_temporaries(out: str) -> None:
         return
     for name in names:
         pid = name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             try:
                 os.unlink(os.path.join(folder, name))
             except OSError:
                 pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _umask() -> int:

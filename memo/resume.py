@@ -225,7 +225,7 @@ class FileIndex:
         """The outputs stored for ``call`` (its ``key`` set), or None: the call must run."""
         digest = bytes.fromhex(call.key)  # type: ignore[arg-type]
         with self.lock:
-            for attempt in range(2):
+            for _ in range(2):  # the second time on a fresh index
                 packed = self._pos.get(digest)
                 if packed is None:
                     self.refresh()
@@ -245,6 +245,8 @@ class FileIndex:
         if src.fd < 0:
             return None
         size = 1024
+        if os.pread(src.fd, 1, offset) == b"\n":  # our line ended a dead writer's fragment
+            offset += 1
         while True:
             data = os.pread(src.fd, size, offset)
             end = data.find(b"\n")

@@ -9,14 +9,14 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
-from ..call import META_KEY, Call
+from .. import rescue
+from ..call import Call
 from ..claims import Claims
 from ..pipeline import recorder
 from ..resume import FileIndex, Identity
 from ..serialize import dumps_line
 from ..shardfile import ShardWriter, sources
 from ..writer import AppendWriter, WriteError
-from .. import rescue
 
 __all__ = ["FileSink", "memfile"]
 
@@ -53,8 +53,7 @@ class FileSink:
             if lock == "none":
                 raise ValueError("lock='none' would let writers of a shared file interleave; "
                                  "for lock-free writing use mode='shard'")
-            self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout,
-                                       encode=encode)
+            self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout)
             append: Callable[[Any], Any] = self.writer.append
         elif mode == "shard":
             if lock not in ("auto", "none"):
@@ -63,13 +62,11 @@ class FileSink:
             self.writer = ShardWriter(self.path, durable=durable)
             shard_append = self.writer.append
 
-            def append_shard(record: Any, _encode: Any = encode) -> Any:
-                return shard_append(_encode(record))
-
-            append = append_shard
+            append = shard_append
         else:
             raise ValueError(f"mode={mode!r} is not 'shared' or 'shard'")
         self._append = append
+        self._encode = encode
         # claims are written like the data: with its lock (shard mode: a lock of their own)
         self.claims = Claims(self.path, lock=lock if mode == "shared" else "auto") \
             if claim else None
@@ -82,18 +79,20 @@ class FileSink:
         return (functools.partial(FileSink, **self._settings), (self.path,))  # type: ignore[arg-type]
 
     def _write_plain(self, record: dict[str, Any], call: Call) -> Any:
-        record[META_KEY] = call.meta
+        line = self._encode(record)  # a bad value raises here: nothing is written
+        tail = call._tail or call.tail()  # call.line(), inlined: this is the hot path
+        line = line[:-2] + tail if len(line) > 3 else b"{" + tail[1:]
         try:
-            return self._append(record)
+            return self._append(line)
         except WriteError as exc:
-            self._rescue(record, exc)
+            self._rescue(line, exc)
 
     def _write_noted(self, record: dict[str, Any], call: Call) -> Any:
-        record[META_KEY] = call.meta
+        line = call.line(self._encode(record))
         try:
-            span = self._append(record)
+            span = self._append(line)
         except WriteError as exc:
-            self._rescue(record, exc)
+            self._rescue(line, exc)
         if call.key is not None and not (record.get("status") == "error"):
             path = self.path if self.mode == "shared" else self.writer.path  # type: ignore[union-attr]
             for index in self._indexes:
@@ -119,9 +118,8 @@ class FileSink:
             raise WriteError(exc.errno, f"cannot append records to {path}: "
                              f"{exc.strerror or exc}") from exc
 
-    def _rescue(self, record: dict[str, Any], exc: WriteError) -> None:
+    def _rescue(self, line: bytes, exc: WriteError) -> None:
         """A computed record the file refused (a full disk): keep it elsewhere, then raise."""
-        line = dumps_line(record, self.fallback)
         saved = rescue.save(self.path, line)
         if saved is None:
             raise WriteError(exc.errno, f"{exc.strerror}; the record could not be saved "

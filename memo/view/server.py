@@ -247,10 +247,8 @@ class _Status:
         self.summary: dict[str, Any] | None = None
         self._next = 0.0
         self._busy = threading.Lock()
-        try:
-            from ..status import summarize  # type: ignore[attr-defined]
-        except ImportError:  # not in this version of memo
-            summarize = None
+        from ..status import summarize
+
         self._summarize: Callable[[str], Any] | None = summarize
 
     def _refresh(self) -> None:
@@ -427,7 +425,7 @@ def run(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 80
         import uvicorn
     except ImportError:
         raise missing("memo view", "uvicorn", "view") from None
-    from ..serve import _listen
+    from ..web.server import _listen
 
     application = make_app(path, token=token,
                            allowed_hosts=["*"] if not is_loopback(host) else None)

@@ -1,0 +1,453 @@
+"""The README's "What is guaranteed where" matrix, measured on simulated cluster clients.
+
+Each row of the matrix is a behaviour of :mod:`fusefs` (a FUSE filesystem mounted
+twice over one backing directory: two clients of one server), and each client's
+processes run as another "host" (their own host name and process-id namespace,
+:class:`fusefs.Host`). A cell marked safe must show every record exactly
+once and whole, with one writer SIGKILLed mid-run; a cell marked not safe must show
+its failure. The local row runs on the test's temporary directory, all on this host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fusefs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HOSTS = ("hosta", "hostb")
+
+# the rows: behaviour of the simulated clients (see tests/fusefs.py)
+ROWS = {
+    "nfs": dict(locks="shared", cache="nfs", subtype="nfs"),
+    "lustre-flock": dict(locks="shared", cache="coherent", subtype="lustre"),
+    "lustre-localflock": dict(locks="local", cache="coherent", subtype="lustre"),
+    "lustre-noflock": dict(locks="refuse", cache="coherent", subtype="lustre"),
+    "beegfs-default": dict(locks="local", cache="nfs", subtype="beegfs"),
+    "beegfs-global": dict(locks="shared", cache="nfs", subtype="beegfs"),
+    "gpfs": dict(locks="shared", cache="coherent", subtype="gpfs"),
+    "cephfs": dict(locks="shared", cache="coherent", subtype="ceph"),
+}
+# the columns: how the writers are configured
+COLUMNS = {"shared": dict(mode="shared", lock="auto"), "soft": dict(mode="shared", lock="soft"),
+           "shard": dict(mode="shard", lock="auto")}
+UNSAFE = {("lustre-localflock", "shared"), ("beegfs-default", "shared")}
+# records per writer process: the lock file costs ~15 ms a record on the simulator
+RECORDS = {"shared": 120, "soft": 30, "shard": 120}
+DEADLINE = 150  # seconds any group of writers may take
+
+WRITER = r"""
+import sys, warnings
+import memo
+path, mode, lock, who, n = sys.argv[1:6]
+warnings.simplefilter("always")
+kw = {"mode": "shard"} if mode == "shard" else {"lock": lock}
+
+@memo.memfile(path, **kw)
+def record(w, i):
+    return {"pad": "x" * 100}
+
+for i in range(int(n)):
+    record(who, i)
+    print(i, flush=True)
+"""
+
+
+def require_fuse() -> None:
+    why = fusefs.unavailable()
+    if why is None:
+        return
+    if os.environ.get("MEMO_REQUIRE_FUSE") == "1":
+        pytest.fail(f"FUSE is required (MEMO_REQUIRE_FUSE=1) but {why}", pytrace=False)
+    pytest.skip(f"cannot mount the simulated cluster filesystem: {why}")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.pop("MEMO_LOCK", None)
+    return env
+
+
+@dataclass
+class Cluster:
+    """Two simulated clients of one backing directory (or one plain directory)."""
+
+    backing: str
+    points: list[str]
+    row: str
+    hosts: list[fusefs.Host] = field(default_factory=list)  # none: all on this host
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def path(self, client: int, name: str = "r.jsonl") -> str:
+        return os.path.join(self.points[client], name)
+
+    def host(self, client: int) -> str:
+        return HOSTS[client % len(HOSTS)]
+
+    def run(self, client: int, argv: list[str], out: str, err: str | None = None,
+            host: int | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` through ``client``'s mount on host ``host`` (default: the
+        client's own); stdout (and stderr) to files."""
+        host = client if host is None else host
+        cmd = self.hosts[host].command(argv) if self.hosts else argv
+        with open(out, "wb") as o, open(err or out + ".err", "wb") as e:
+            p = subprocess.Popen(cmd, stdout=o, stderr=e, env=_env(), cwd=self.backing)
+        self.procs.append(p)
+        return p
+
+    def writer(self, client: int, who: str, n: int, column: str, name: str = "r.jsonl",
+               lock: str | None = None) -> subprocess.Popen[bytes]:
+        cfg = COLUMNS[column]
+        return self.run(client, [sys.executable, "-c", WRITER, self.path(client, name),
+                                 cfg["mode"], lock or cfg["lock"], who, str(n)],
+                        os.path.join(self.backing, f".{who}.out"))
+
+    def progress(self, who: str) -> int:
+        try:
+            return len(Path(self.backing, f".{who}.out").read_bytes().splitlines())
+        except FileNotFoundError:
+            return 0
+
+    def stderr(self, who: str) -> str:
+        return Path(self.backing, f".{who}.out.err").read_text(errors="replace")
+
+    def wait(self, procs: list[subprocess.Popen[bytes]], timeout: float = DEADLINE) -> list[int]:
+        deadline = time.monotonic() + timeout
+        codes = []
+        for p in procs:
+            try:
+                codes.append(p.wait(max(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+                pytest.fail(f"writers on {self.row} did not finish within {timeout} s")
+        return codes
+
+    def kill(self, p: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``p`` and what it started (on a simulated host: the process inside)."""
+        fusefs.kill_tree(p.pid)
+        p.wait(10)
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                self.kill(p)
+
+
+@pytest.fixture
+def cluster(request, tmp_path):
+    """Two clients with the behaviour of row ``request.param`` ("local": a plain directory)."""
+    row = request.param
+    if row == "local":
+        c = Cluster(str(tmp_path), [str(tmp_path), str(tmp_path)], row)
+        yield c
+        c.kill_all()
+        return
+    require_fuse()
+    # the "server" lives in memory: the simulator is slow enough without a disk's fsync
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    backing = tempfile.mkdtemp(prefix="memo-fs-", dir=shm)
+    points = [str(tmp_path / "client-a"), str(tmp_path / "client-b")]
+    hosts: list[fusefs.Host] = []
+    try:
+        with fusefs.mounted(backing, *points, **ROWS[row]):
+            c = Cluster(backing, points, row, hosts)
+            try:
+                hosts.extend(fusefs.Host(name) for name in HOSTS)
+                yield c
+            finally:
+                c.kill_all()
+                for h in hosts:
+                    h.close()
+    finally:
+        shutil.rmtree(backing, ignore_errors=True)
+        assert not set(points) & set(fusefs.mounted_points()), "a mount was left behind"
+
+
+@dataclass
+class Tally:
+    records: Counter[tuple[str, int]]
+    torn: list[bytes]
+
+    def lost(self, expected: dict[str, int]) -> int:
+        return sum(1 for w, n in expected.items() for i in range(n) if (w, i) not in self.records)
+
+    def duplicated(self) -> int:
+        return sum(n - 1 for n in self.records.values())
+
+    def of(self, who: str) -> list[int]:
+        return sorted(i for (w, i), n in self.records.items() if w == who for _ in range(n))
+
+
+def tally(*files: str) -> Tally:
+    """Count the test records in ``files`` as the server holds them (no memo reader)."""
+    records: Counter[tuple[str, int]] = Counter()
+    torn: list[bytes] = []
+    for name in files:
+        data = Path(name).read_bytes()
+        assert not data or data.endswith(b"\n"), f"{name} does not end with a newline"
+        for line in data.splitlines():
+            try:
+                rec = orjson.loads(line)
+                assert rec["pad"] == "x" * 100
+                records[(rec["w"], rec["i"])] += 1
+            except (orjson.JSONDecodeError, KeyError, AssertionError, TypeError):
+                torn.append(line)
+    return Tally(records, torn)
+
+
+def result_files(c: Cluster, column: str, name: str = "r.jsonl") -> list[str]:
+    target = os.path.join(c.backing, name)
+    if column == "shard":
+        folder = target + ".shards"
+        return [os.path.join(folder, f) for f in sorted(os.listdir(folder))]
+    return [target]
+
+
+def kill_when(c: Cluster, victim: subprocess.Popen[bytes], who: str, records: int) -> None:
+    """SIGKILL ``victim`` (its whole "host" process tree) once it has appended ``records``."""
+    deadline = time.monotonic() + DEADLINE
+    while c.progress(who) < records:
+        if victim.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{who} ended or stalled before {records} records:\n{c.stderr(who)}")
+        time.sleep(0.01)
+    c.kill(victim)
+
+
+def run_cell(c: Cluster, column: str, per_client: int = 2) -> tuple[Tally, dict[str, int], str]:
+    """Writers on both clients, one of them SIGKILLed mid-run; the tally of what landed."""
+    n = RECORDS[column]
+    expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(per_client)}
+    procs = [c.writer(k, f"{c.host(k)}-{j}", n, column) for k in range(2)
+             for j in range(per_client)]
+    victim = c.writer(1, "victim", 100_000, column)
+    kill_when(c, victim, "victim", 5)
+    codes = c.wait(procs)
+    errors = "".join(c.stderr(w) for w in expected)
+    assert codes == [0] * len(procs), errors
+    return tally(*result_files(c, column)), expected, errors
+
+
+SAFE = [(row, col) for row in ["local", *ROWS] for col in COLUMNS if (row, col) not in UNSAFE]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cluster", "column"), SAFE, indirect=["cluster"],
+                         ids=[f"{r}-{c}" for r, c in SAFE])
+def test_safe_cell(cluster, column):
+    """Every record once and whole, from two clients x two processes and a killed writer."""
+    t, expected, errors = run_cell(cluster, column)
+    assert t.torn == [], f"{len(t.torn)} torn lines: {t.torn[:3]}"
+    assert t.lost(expected) == 0, errors
+    assert t.duplicated() == 0
+    killed = t.of("victim")
+    # the killed writer's records are a prefix: none lost before the kill, none twice
+    assert len(killed) >= 5 and killed == list(range(len(killed)))
+    if cluster.row == "lustre-noflock" and column == "shared":
+        assert "falling back to the lock file" in errors  # the one clear warning
+        assert errors.count("falling back") == 4  # once per writer process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["beegfs-default"], indirect=True)
+def test_node_local_locks_and_cached_appends_lose_records(cluster):
+    """BeeGFS by default: locks per node and appends at each client's idea of the end of
+    file, so records of one client overwrite the other's (and lines may be torn)."""
+    n = 150
+    procs = [cluster.writer(k, f"{cluster.host(k)}-{j}", n, "shared")
+             for k in range(2) for j in range(2)]
+    assert cluster.wait(procs) == [0] * 4
+    t = tally(*result_files(cluster, "shared"))
+    expected = {f"{cluster.host(k)}-{j}": n for k in range(2) for j in range(2)}
+    lost = t.lost(expected)
+    # each client's cached end of file lags the other's appends by seconds: most of one
+    # client's records are overwritten (measured: 40-50% of all records lost)
+    assert lost >= 0.2 * sum(expected.values()), (lost, len(t.torn))
+
+
+HOLDER = r"""
+import sys, time
+import memo.locking
+with memo.locking.hold(sys.argv[1], lock=sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))
+"""
+TRY_APPEND = r"""
+import sys, time
+from memo.locking import LockTimeout
+from memo.writer import AppendWriter
+w = AppendWriter(sys.argv[1], lock=sys.argv[2], timeout=float(sys.argv[3]))
+start = time.monotonic()
+try:
+    w.append(b'{"w": "probe", "i": 0, "pad": "' + b"x" * 100 + b'"}\n')
+    print("appended", round(time.monotonic() - start, 3))
+except LockTimeout:
+    print("timeout", round(time.monotonic() - start, 3))
+"""
+
+
+def _hold_then_append(c: Cluster, lock: str) -> str:
+    """Client B holds memo's lock; a writer on client A tries to append within 1.5 s."""
+    name = "held.jsonl"
+    Path(c.path(0, name)).touch()
+    holder = c.run(1, [sys.executable, "-c", HOLDER, c.path(1, name), lock, "8"],
+                   os.path.join(c.backing, ".holder.out"))
+    deadline = time.monotonic() + 30
+    while b"held" not in Path(c.backing, ".holder.out").read_bytes():
+        assert holder.poll() is None and time.monotonic() < deadline, \
+            Path(c.backing, ".holder.out.err").read_text()
+        time.sleep(0.01)
+    probe = c.run(0, [sys.executable, "-c", TRY_APPEND, c.path(0, name), lock, "1.5"],
+                  os.path.join(c.backing, ".probe.out"))
+    assert c.wait([probe]) == [0], Path(c.backing, ".probe.out.err").read_text()
+    c.kill(holder)
+    return Path(c.backing, ".probe.out").read_text().split()[0]
+
+
+@pytest.mark.parametrize(("cluster", "lock", "excluded"), [
+    ("lustre-localflock", "posix", False),  # locks per node: the other client is not kept out
+    ("beegfs-default", "posix", False),
+    ("nfs", "posix", True),
+    ("lustre-flock", "posix", True),
+    ("lustre-localflock", "soft", True),  # the lock file works wherever O_EXCL does
+    ("nfs", "flock", False),  # the simulator's flock is per mount (NFS local_lock=flock)
+], indirect=["cluster"])
+def test_a_lock_on_one_client_excludes_the_other(cluster, lock, excluded):
+    assert _hold_then_append(cluster, lock) == ("timeout" if excluded else "appended")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
+def test_node_local_locks_keep_appends_whole_but_merge_in_place_loses_records(cluster):
+    """Lustre localflock: appends are whole (Lustre appends atomically at the server), but
+    memo's lock does not reach the other node, so ``memo merge`` rewriting the live file
+    there drops the records appended meanwhile."""
+    t, lost = _merge_while_appending(cluster, "shared", rounds=8, stop_at_loss=True)
+    assert t.torn == []
+    assert lost > 0
+
+
+def _merge_while_appending(c: Cluster, column: str, rounds: int = 4,
+                           stop_at_loss: bool = False) -> tuple[Tally, int]:
+    """Writers on both clients; ``memo merge`` into the live file, on client B, meanwhile."""
+    n = RECORDS[column] * 2
+    expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(2)}
+    procs = [c.writer(k, w, n, column) for k, w in
+             ((k, f"{c.host(k)}-{j}") for k in range(2) for j in range(2))]
+    target = c.path(1)
+    merges = 0
+    while any(p.poll() is None for p in procs) and merges < rounds:
+        if not os.path.exists(target):
+            time.sleep(0.05)
+            continue
+        merge = c.run(1, [sys.executable, "-m", "memo", "merge", "-q", target, target],
+                      os.path.join(c.backing, f".merge{merges}.out"))
+        assert c.wait([merge]) == [0], Path(c.backing, f".merge{merges}.out.err").read_text()
+        merges += 1
+        if stop_at_loss and tally(*result_files(c, column)).lost(
+                {w: min(n, c.progress(w)) for w in expected}) > 0:
+            break
+        time.sleep(0.1)
+    assert c.wait(procs) == [0] * len(procs)
+    t = tally(*result_files(c, column))
+    return t, t.lost(expected)
+
+
+MERGE_CELLS = [("nfs", "shared"), ("lustre-flock", "shared"), ("gpfs", "shared"),
+               ("nfs", "soft"), ("lustre-noflock", "soft")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cluster", "column"), MERGE_CELLS, indirect=["cluster"],
+                         ids=[f"{r}-{c}" for r, c in MERGE_CELLS])
+def test_merge_on_the_other_client_while_writers_append(cluster, column):
+    t, lost = _merge_while_appending(cluster, column)
+    assert t.torn == [] and lost == 0 and t.duplicated() == 0
+
+
+SPOOLER = r"""
+import sys, orjson
+from memo.spool import Spool
+spool, who, n = Spool(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    spool.add([orjson.dumps({"w": who, "i": i, "pad": "x" * 100, "_memo_id": f"{who}-{i}"})
+               + b"\n"])
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["nfs", "lustre-flock"], indirect=True)
+def test_resend_on_the_other_client_while_writers_spool(cluster, tmp_path):
+    """``memo resend`` drains a spool on client B while processes on A and B add to it:
+    every record reaches the collector once, none is cut from the spool unsent."""
+    from memo.serve import ServerProcess
+
+    n = 150
+    collected = tmp_path / "collected.jsonl"
+    with ServerProcess(collected) as server:
+        writers = {f"{cluster.host(k)}-{j}": cluster.run(
+            k, [sys.executable, "-c", SPOOLER, cluster.path(k, "spool.jsonl"),
+                f"{cluster.host(k)}-{j}", str(n)],
+            os.path.join(cluster.backing, f".{cluster.host(k)}-{j}.out"))
+            for k in range(2) for j in range(2)}
+        rounds = 0
+        while any(p.poll() is None for p in writers.values()) or rounds < 2:
+            if os.path.exists(cluster.path(1, "spool.jsonl")):
+                r = cluster.run(1, [sys.executable, "-m", "memo", "resend",
+                                    cluster.path(1, "spool.jsonl"), server.url],
+                                os.path.join(cluster.backing, f".resend{rounds}.out"))
+                assert cluster.wait([r]) == [0], \
+                    Path(cluster.backing, f".resend{rounds}.out.err").read_text()
+                rounds += 1
+            time.sleep(0.1)
+        assert cluster.wait(list(writers.values())) == [0] * 4
+    t = tally(str(collected))
+    assert t.torn == []
+    expected = {w: n for w in writers}
+    assert t.lost(expected) == 0, f"{t.lost(expected)} spooled records never reached the server"
+    assert t.duplicated() == 0
+
+
+STALE_HOLDER = r"""
+import os, sys, time
+import memo.locking
+with memo.locking.hold(sys.argv[1], lock="soft"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("same_host", [True, False], ids=["same-host", "other-host"])
+@pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
+def test_soft_lock_of_a_killed_holder_is_reclaimed(cluster, same_host):
+    """A holder of the lock file killed (on the writers' host, or on the other host):
+    writers on host A get the lock within a bounded time, and lose nothing."""
+    Path(cluster.path(0)).touch()
+    where = 0 if same_host else 1
+    holder = cluster.run(where, [sys.executable, "-c", STALE_HOLDER, cluster.path(where)],
+                         os.path.join(cluster.backing, ".stale.out"))
+    deadline = time.monotonic() + 30
+    while b"held" not in Path(cluster.backing, ".stale.out").read_bytes():
+        assert holder.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    cluster.kill(holder)
+    assert os.path.exists(cluster.path(0) + ".lock")  # left behind by the dead holder
+    procs = [cluster.writer(0, f"a-{j}", 10, "soft") for j in range(2)]
+    codes = cluster.wait(procs, timeout=120)
+    assert codes == [0, 0], cluster.stderr("a-0")
+    t = tally(*result_files(cluster, "soft"))
+    assert t.lost({"a-0": 10, "a-1": 10}) == 0 and t.torn == [] and t.duplicated() == 0
