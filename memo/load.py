@@ -48,7 +48,7 @@ Source = str | os.PathLike[str] | Iterable[dict[str, Any]]
 
 NONFINITE_KEY = serialize.NONFINITE_KEY
 _RESERVED = (META_KEY, NONFINITE_KEY)
-_TAG = re.compile(rb'"\$(?:complex|bytes|float)"')  # one pass finds any of the tags
+_TAG = re.compile(rb'"\$(?:complex|bytes|float|dict)"')  # one pass finds any of the tags
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # 4 MB blocks: few enough Python steps per file, small enough that a bad block's
 # line-by-line pass stays short
