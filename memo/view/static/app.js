@@ -125,12 +125,14 @@ function varying(cols) { return cols.filter((c) => S.meta[c].n > 1); }
 
 function defaults() {
   const params = parameters(), ms = metrics();
-  const vary = varying(params);
+  // repetitions (seeds) are what the chart averages over, not what it shows
+  const repeats = (c) => /^(seed|random_state|rng|rep|repeat|repetition|trial|run|replicate)s?$/i.test(c);
+  const vary = varying(params).sort((a, b) => repeats(a) - repeats(b));
   const numericParams = vary.filter((c) => S.meta[c].numeric);
   const sel = {};
   sel.y = ms.find((c) => !OUTPUT_NAMES.has(c)) || ms[0] || S.columns.find((c) => S.meta[c].numeric) || "";
   sel.x = numericParams[0] || vary[0] || S.columns.find((c) => c !== sel.y) || "";
-  sel.color = vary.find((c) => c !== sel.x && S.meta[c].n <= 12) || "";
+  sel.color = vary.find((c) => c !== sel.x && !repeats(c) && S.meta[c].n <= 12) || "";
   sel.facet = "";
   sel.raw = false;
   sel.logx = "";
