@@ -49,9 +49,10 @@ RECORDS = {"shared": 120, "soft": 30, "shard": 120}
 DEADLINE = 150  # seconds any group of writers may take
 
 WRITER = r"""
-import sys, warnings
+import sys, time, warnings
 import memo
 path, mode, lock, who, n = sys.argv[1:6]
+pause = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 warnings.simplefilter("always")
 kw = {"mode": "shard"} if mode == "shard" else {"lock": lock}
 
@@ -62,6 +63,8 @@ def record(w, i):
 for i in range(int(n)):
     record(who, i)
     print(i, flush=True)
+    if pause:
+        time.sleep(pause)
 """
 
 
@@ -109,10 +112,11 @@ class Cluster:
         return p
 
     def writer(self, client: int, who: str, n: int, column: str, name: str = "r.jsonl",
-               lock: str | None = None) -> subprocess.Popen[bytes]:
+               lock: str | None = None, pause: float = 0.0) -> subprocess.Popen[bytes]:
+        """A process appending ``n`` records as writer ``who`` (``pause`` s after each)."""
         cfg = COLUMNS[column]
         return self.run(client, [sys.executable, "-c", WRITER, self.path(client, name),
-                                 cfg["mode"], lock or cfg["lock"], who, str(n)],
+                                 cfg["mode"], lock or cfg["lock"], who, str(n), str(pause)],
                         os.path.join(self.backing, f".{who}.out"))
 
     def progress(self, who: str) -> int:
@@ -328,53 +332,104 @@ def test_a_lock_on_one_client_excludes_the_other(cluster, lock, excluded):
     assert _hold_then_append(cluster, lock) == ("timeout" if excluded else "appended")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
-def test_node_local_locks_keep_appends_whole_but_merge_in_place_loses_records(cluster):
-    """Lustre localflock: appends are whole (Lustre appends atomically at the server), but
-    memo's lock does not reach the other node, so ``memo merge`` rewriting the live file
-    there drops the records appended meanwhile."""
-    t, lost = _merge_while_appending(cluster, "shared", rounds=8, stop_at_loss=True)
-    assert t.torn == []
-    assert lost > 0
+COMPACT = r"""
+import os, sys, time
+import memo.locking
+# hold the writers' lock and rewrite the file in place (what a compaction or rotation does)
+with memo.locking.hold(sys.argv[1], lock=sys.argv[2]) as fd:
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0)
+    time.sleep(float(sys.argv[3]))  # writers that the lock keeps out wait here
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
+print("compacted", size)
+"""
 
 
-def _merge_while_appending(c: Cluster, column: str, rounds: int = 4,
-                           stop_at_loss: bool = False) -> tuple[Tally, int]:
-    """Writers on both clients; ``memo merge`` into the live file, on client B, meanwhile."""
-    n = RECORDS[column] * 2
+def _compact_while_appending(c: Cluster, lock: str) -> tuple[Tally, int]:
+    """Writers on both clients; on client B, ``hold()`` rewrites the file in place twice."""
+    n = 150 if lock != "soft" else 60
     expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(2)}
-    procs = [c.writer(k, w, n, column) for k, w in
+    column = "soft" if lock == "soft" else "shared"
+    # writers that keep appending for a few seconds, through both compactions
+    procs = [c.writer(k, w, n, column, pause=0.02 if lock != "soft" else 0.0) for k, w in
              ((k, f"{c.host(k)}-{j}") for k in range(2) for j in range(2))]
-    target = c.path(1)
-    merges = 0
-    while any(p.poll() is None for p in procs) and merges < rounds:
-        if not os.path.exists(target):
-            time.sleep(0.05)
-            continue
-        merge = c.run(1, [sys.executable, "-m", "memo", "merge", "-q", target, target],
-                      os.path.join(c.backing, f".merge{merges}.out"))
-        assert c.wait([merge]) == [0], Path(c.backing, f".merge{merges}.out.err").read_text()
-        merges += 1
-        if stop_at_loss and tally(*result_files(c, column)).lost(
-                {w: min(n, c.progress(w)) for w in expected}) > 0:
-            break
-        time.sleep(0.1)
-    assert c.wait(procs) == [0] * len(procs)
+    for r in range(2):
+        while c.progress("hosta-0") < 20 * (r + 1):  # writers on client A are appending
+            assert procs[0].poll() is None, c.stderr("hosta-0")
+            time.sleep(0.01)
+        compact = c.run(1, [sys.executable, "-c", COMPACT, c.path(1), lock, "0.5"],
+                        os.path.join(c.backing, f".compact{r}.out"))
+        assert c.wait([compact]) == [0], Path(c.backing, f".compact{r}.out.err").read_text()
+    assert c.wait(procs) == [0] * len(procs), "".join(c.stderr(w) for w in expected)
     t = tally(*result_files(c, column))
     return t, t.lost(expected)
 
 
-MERGE_CELLS = [("nfs", "shared"), ("lustre-flock", "shared"), ("gpfs", "shared"),
-               ("nfs", "soft"), ("lustre-noflock", "soft")]
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
+def test_node_local_locks_keep_appends_whole_but_do_not_exclude_other_nodes(cluster):
+    """Lustre localflock: memo's lock keeps out only the node's own writers (appends alone
+    stay whole there: see the safe-looking shared cell above), so a rewrite under
+    ``hold()`` on one node drops what the other node appended meanwhile."""
+    t, lost = _compact_while_appending(cluster, "posix")
+    # records appended on node A while node B held the lock were cut off or overwritten
+    assert lost > 0, len(t.records)
+
+
+HOLD_CELLS = [("nfs", "posix"), ("lustre-flock", "posix"), ("gpfs", "posix"),
+              ("beegfs-global", "posix"), ("nfs", "soft"), ("lustre-localflock", "soft")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cluster", "lock"), HOLD_CELLS, indirect=["cluster"],
+                         ids=[f"{r}-{c}" for r, c in HOLD_CELLS])
+def test_hold_on_the_other_client_keeps_writers_out(cluster, lock):
+    t, lost = _compact_while_appending(cluster, lock)
+    assert t.torn == [] and lost == 0 and t.duplicated() == 0
+
+
+def _merge_while_appending(c: Cluster, column: str) -> tuple[Tally, Tally, int]:
+    """Writers on both clients; ``memo merge`` of their file into another one, on client
+    B, meanwhile and once more after they finished."""
+    n = RECORDS[column] * 2
+    expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(2)}
+    procs = [c.writer(k, w, n, column) for k, w in
+             ((k, f"{c.host(k)}-{j}") for k in range(2) for j in range(2))]
+    source, out = c.path(1), c.path(1, "merged.jsonl")
+    merged = os.path.join(c.backing, "merged.jsonl")
+    merges, first = 0, None
+    while True:
+        finished = all(p.poll() is not None for p in procs)
+        if os.path.exists(source) or os.path.isdir(source + ".shards"):
+            merge = c.run(1, [sys.executable, "-m", "memo", "merge", "-q", out, source],
+                          os.path.join(c.backing, f".merge{merges}.out"))
+            assert c.wait([merge]) == [0], \
+                Path(c.backing, f".merge{merges}.out.err").read_text()
+            merges += 1
+            first = first or tally(merged)
+            if finished:  # this merge started after the writers ended: it holds everything
+                break
+        time.sleep(0.05)
+    assert c.wait(procs) == [0] * len(procs), "".join(c.stderr(w) for w in expected)
+    t = tally(merged)
+    return first, t, t.lost(expected)
+
+
+MERGE_CELLS = [("nfs", "shared"), ("lustre-flock", "shared"), ("nfs", "soft"),
+               ("beegfs-default", "shard"), ("lustre-noflock", "shared")]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("cluster", "column"), MERGE_CELLS, indirect=["cluster"],
                          ids=[f"{r}-{c}" for r, c in MERGE_CELLS])
 def test_merge_on_the_other_client_while_writers_append(cluster, column):
-    t, lost = _merge_while_appending(cluster, column)
-    assert t.torn == [] and lost == 0 and t.duplicated() == 0
+    """A merge taken while writers append holds whole records only; merging again after
+    they finished holds every record once."""
+    first, final, lost = _merge_while_appending(cluster, column)
+    assert first.torn == [] and first.duplicated() == 0 and len(first.records) > 0
+    assert final.torn == [] and lost == 0 and final.duplicated() == 0
 
 
 SPOOLER = r"""
