@@ -148,6 +148,8 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
             self.nodes: dict[tuple[int, int], _Node] = {}
             self.handles: dict[int, _Handle] = {}
             self.owners: dict[tuple[int, int, int], int] = {}  # (dev, ino, owner) -> fd
+            self.dirs: dict[int, str] = {}
+            self.next_dir = 0
             if locks == "local":
                 self.lock = None  # no lock operation: the kernel keeps locks on this mount
 
@@ -211,8 +213,20 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
             if not os.access(real(path), amode):
                 raise FuseOSError(errno.EACCES)
 
+        # directories: with flag_nopath, readdir names its directory by the opendir handle
+
+        def opendir(self, path):
+            with self.mutex:
+                self.next_dir += 1
+                self.dirs[self.next_dir] = path
+                return self.next_dir
+
         def readdir(self, path, fh):
-            return [".", "..", *os.listdir(real(path))]
+            return [".", "..", *os.listdir(real(self.dirs[fh]))]
+
+        def releasedir(self, path, fh):
+            with self.mutex:
+                self.dirs.pop(fh, None)
 
         def readlink(self, path):
             return os.readlink(real(path))

@@ -281,6 +281,16 @@ def test_node_local_locks_and_cached_appends_lose_records(cluster):
     assert lost >= 0.2 * sum(expected.values()), (lost, len(t.torn))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
+def test_node_local_locks_with_server_side_appends_keep_records_whole(cluster):
+    """Lustre localflock, appends alone: the locks are per node, but Lustre places an
+    O_APPEND write at the server's end of file, so records stay whole (what is not safe
+    there is anything that relies on the lock keeping other nodes out, below)."""
+    t, expected, errors = run_cell(cluster, "shared")
+    assert t.torn == [] and t.lost(expected) == 0 and t.duplicated() == 0, errors
+
+
 HOLDER = r"""
 import sys, time
 import memo.locking
@@ -378,13 +388,19 @@ def test_node_local_locks_keep_appends_whole_but_do_not_exclude_other_nodes(clus
     assert lost > 0, len(t.records)
 
 
+STALE_HOLD = pytest.mark.xfail(strict=True, reason=(
+    "memo.locking.hold(lock='soft') opens the file before it takes the lock file, so on NFS "
+    "its descriptor shows the size cached at open: the rewrite drops records appended "
+    "while hold() waited for the lock (it should open, or reopen, after acquiring)"))
 HOLD_CELLS = [("nfs", "posix"), ("lustre-flock", "posix"), ("gpfs", "posix"),
-              ("beegfs-global", "posix"), ("nfs", "soft"), ("lustre-localflock", "soft")]
+              ("beegfs-global", "posix"), pytest.param("nfs", "soft", marks=STALE_HOLD),
+              ("lustre-localflock", "soft")]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("cluster", "lock"), HOLD_CELLS, indirect=["cluster"],
-                         ids=[f"{r}-{c}" for r, c in HOLD_CELLS])
+                         ids=["nfs-posix", "lustre-flock-posix", "gpfs-posix",
+                              "beegfs-global-posix", "nfs-soft", "lustre-localflock-soft"])
 def test_hold_on_the_other_client_keeps_writers_out(cluster, lock):
     t, lost = _compact_while_appending(cluster, lock)
     assert t.torn == [] and lost == 0 and t.duplicated() == 0
