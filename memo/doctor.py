@@ -214,8 +214,10 @@ def check_appends(folder: str, processes: int = 4, records: int = 200, seconds: 
 
 
 def _whole(result: dict[str, Any] | None) -> bool:
-    return bool(result) and "refused" not in result and "error" not in result and \
-        result["lost"] == result["duplicated"] == result["torn"] == 0  # type: ignore[index]
+    """Whether an append test ran and every record landed once and whole."""
+    if not result or "refused" in result or "error" in result:
+        return False
+    return bool(result["lost"] == result["duplicated"] == result["torn"] == 0)
 
 
 # --- two hosts ---------------------------------------------------------------------------------
@@ -311,6 +313,7 @@ def _peer_locks(peer: Peer, test: str) -> dict[str, Any]:
             results[kind] = seen["result"]
         else:
             state = peer.wait(f"hold-{kind}")
+            result: dict[str, Any]
             if state["refused"]:
                 result = {"excludes_peer": None, "error": f"refused: {state['refused']}"}
             else:
@@ -519,7 +522,7 @@ def format_report(report: dict[str, Any]) -> str:
                      f"(this side: {'leader' if peer['role'] == 'a' else 'follower'}):")
         for kind, r in peer["locks"].items():
             text = r["error"] if r["excludes_peer"] is None else yes[r["excludes_peer"]]
-            lines.append(f"    a {kind} lock here excludes the peer: {text}")
+            lines.append(f"    a {kind} lock on one host excludes the other: {text}")
         ex = peer["exclusive_create"]
         lines.append(f"    O_EXCL create across hosts: {'atomic' if ex['works'] else ex['error']}")
         for mode, result in peer["appends"].items():

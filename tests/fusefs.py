@@ -138,12 +138,18 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
 
     class Client(Operations):
         use_ns = True
+        # no path for operations on an open file: libfuse then does not lock the path, so a
+        # lock request waiting here does not block a rename of the same file (merge's)
+        flag_nopath = True
+        flag_nullpath_ok = True
 
         def __init__(self) -> None:
             self.mutex = threading.RLock()
             self.nodes: dict[tuple[int, int], _Node] = {}
             self.handles: dict[int, _Handle] = {}
             self.owners: dict[tuple[int, int, int], int] = {}  # (dev, ino, owner) -> fd
+            self.dirs: dict[int, str] = {}
+            self.next_dir = 0
             if locks == "local":
                 self.lock = None  # no lock operation: the kernel keeps locks on this mount
 
@@ -207,8 +213,20 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
             if not os.access(real(path), amode):
                 raise FuseOSError(errno.EACCES)
 
+        # directories: with flag_nopath, readdir names its directory by the opendir handle
+
+        def opendir(self, path):
+            with self.mutex:
+                self.next_dir += 1
+                self.dirs[self.next_dir] = path
+                return self.next_dir
+
         def readdir(self, path, fh):
-            return [".", "..", *os.listdir(real(path))]
+            return [".", "..", *os.listdir(real(self.dirs[fh]))]
+
+        def releasedir(self, path, fh):
+            with self.mutex:
+                self.dirs.pop(fh, None)
 
         def readlink(self, path):
             return os.readlink(real(path))
@@ -228,10 +246,27 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
         def symlink(self, target, source):
             os.symlink(source, real(target))
 
+        def _flush_path(self, path: str) -> None:
+            """Write back what this client holds of ``path`` (NFS does before link, rename)."""
+            with self.mutex:
+                try:
+                    st = os.lstat(real(path))
+                except FileNotFoundError:
+                    return
+                node = self.nodes.get((st.st_dev, st.st_ino))
+                if node is not None and node.dirty:
+                    fd = os.open(real(path), os.O_WRONLY)
+                    try:
+                        self._flush(node, fd)
+                    finally:
+                        os.close(fd)
+
         def link(self, target, source):
+            self._flush_path(source)
             os.link(real(source), real(target))
 
         def rename(self, old, new):
+            self._flush_path(old)
             os.replace(real(old), real(new))
 
         def chmod(self, path, mode):
@@ -445,7 +480,7 @@ def serve(backing: str, point: str, *, locks: str = "shared", cache: str = "cohe
         threading.Thread(target=_watch, args=(parent, point), daemon=True).start()
     options = dict(
         fsname=f"{FSNAME}:{os.path.abspath(backing)}", attr_timeout=0, entry_timeout=0,
-        negative_timeout=0, hard_remove=True, allow_other=True, intr=True,
+        negative_timeout=0, allow_other=True, intr=True,
         default_permissions=True)
     if subtype:
         options["subtype"] = subtype

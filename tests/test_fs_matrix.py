@@ -45,13 +45,14 @@ COLUMNS = {"shared": dict(mode="shared", lock="auto"), "soft": dict(mode="shared
            "shard": dict(mode="shard", lock="auto")}
 UNSAFE = {("lustre-localflock", "shared"), ("beegfs-default", "shared")}
 # records per writer process: the lock file costs ~15 ms a record on the simulator
-RECORDS = {"shared": 120, "soft": 30, "shard": 120}
+RECORDS = {"shared": 60, "soft": 15, "shard": 60}
 DEADLINE = 150  # seconds any group of writers may take
 
 WRITER = r"""
-import sys, warnings
+import sys, time, warnings
 import memo
 path, mode, lock, who, n = sys.argv[1:6]
+pause = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 warnings.simplefilter("always")
 kw = {"mode": "shard"} if mode == "shard" else {"lock": lock}
 
@@ -62,6 +63,8 @@ def record(w, i):
 for i in range(int(n)):
     record(who, i)
     print(i, flush=True)
+    if pause:
+        time.sleep(pause)
 """
 
 
@@ -109,10 +112,11 @@ class Cluster:
         return p
 
     def writer(self, client: int, who: str, n: int, column: str, name: str = "r.jsonl",
-               lock: str | None = None) -> subprocess.Popen[bytes]:
+               lock: str | None = None, pause: float = 0.0) -> subprocess.Popen[bytes]:
+        """A process appending ``n`` records as writer ``who`` (``pause`` s after each)."""
         cfg = COLUMNS[column]
         return self.run(client, [sys.executable, "-c", WRITER, self.path(client, name),
-                                 cfg["mode"], lock or cfg["lock"], who, str(n)],
+                                 cfg["mode"], lock or cfg["lock"], who, str(n), str(pause)],
                         os.path.join(self.backing, f".{who}.out"))
 
     def progress(self, who: str) -> int:
@@ -209,6 +213,7 @@ def tally(*files: str) -> Tally:
 
 
 def result_files(c: Cluster, column: str, name: str = "r.jsonl") -> list[str]:
+    """The files that hold the records of ``name`` on the server."""
     target = os.path.join(c.backing, name)
     if column == "shard":
         folder = target + ".shards"
@@ -226,38 +231,45 @@ def kill_when(c: Cluster, victim: subprocess.Popen[bytes], who: str, records: in
     c.kill(victim)
 
 
-def run_cell(c: Cluster, column: str, per_client: int = 2) -> tuple[Tally, dict[str, int], str]:
-    """Writers on both clients, one of them SIGKILLed mid-run; the tally of what landed."""
-    n = RECORDS[column]
-    expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(per_client)}
-    procs = [c.writer(k, f"{c.host(k)}-{j}", n, column) for k in range(2)
-             for j in range(per_client)]
-    victim = c.writer(1, "victim", 100_000, column)
-    kill_when(c, victim, "victim", 5)
+def run_row(c: Cluster, columns: list[str]) -> dict[str, tuple[Tally, dict[str, int], str]]:
+    """For each column at once (a file each): two writer processes per client, and one
+    more on client B SIGKILLed mid-run; per column, the tally of what landed."""
+    procs, victims, expected = [], {}, {}
+    for col in columns:
+        expected[col] = {f"{col}-{c.host(k)}-{j}": RECORDS[col] for k in range(2)
+                         for j in range(2)}
+        procs += [c.writer(k, f"{col}-{c.host(k)}-{j}", RECORDS[col], col, f"{col}.jsonl")
+                  for k in range(2) for j in range(2)]
+        victims[col] = c.writer(1, f"{col}-victim", 100_000, col, f"{col}.jsonl")
+    for col, victim in victims.items():
+        kill_when(c, victim, f"{col}-victim", 3)
     codes = c.wait(procs)
-    errors = "".join(c.stderr(w) for w in expected)
+    errors = {col: "".join(c.stderr(w) for w in expected[col]) for col in columns}
     assert codes == [0] * len(procs), errors
-    return tally(*result_files(c, column)), expected, errors
+    return {col: (tally(*result_files(c, col, f"{col}.jsonl")), expected[col], errors[col])
+            for col in columns}
 
 
-SAFE = [(row, col) for row in ["local", *ROWS] for col in COLUMNS if (row, col) not in UNSAFE]
+def run_cell(c: Cluster, column: str) -> tuple[Tally, dict[str, int], str]:
+    return run_row(c, [column])[column]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("cluster", "column"), SAFE, indirect=["cluster"],
-                         ids=[f"{r}-{c}" for r, c in SAFE])
-def test_safe_cell(cluster, column):
-    """Every record once and whole, from two clients x two processes and a killed writer."""
-    t, expected, errors = run_cell(cluster, column)
-    assert t.torn == [], f"{len(t.torn)} torn lines: {t.torn[:3]}"
-    assert t.lost(expected) == 0, errors
-    assert t.duplicated() == 0
-    killed = t.of("victim")
-    # the killed writer's records are a prefix: none lost before the kill, none twice
-    assert len(killed) >= 5 and killed == list(range(len(killed)))
-    if cluster.row == "lustre-noflock" and column == "shared":
-        assert "falling back to the lock file" in errors  # the one clear warning
-        assert errors.count("falling back") == 4  # once per writer process
+@pytest.mark.parametrize("cluster", ["local", *ROWS], indirect=True)
+def test_safe_cells(cluster):
+    """Each safe cell of the row: every record once and whole, from two clients x two
+    processes, with a third writer SIGKILLed mid-run."""
+    columns = [col for col in COLUMNS if (cluster.row, col) not in UNSAFE]
+    for col, (t, expected, errors) in run_row(cluster, columns).items():
+        assert t.torn == [], f"{col}: {len(t.torn)} torn lines: {t.torn[:3]}"
+        assert t.lost(expected) == 0, f"{col}: {t.lost(expected)} lost\n{errors}"
+        assert t.duplicated() == 0, col
+        killed = t.of(f"{col}-victim")
+        # the killed writer's records are a prefix: none lost before the kill, none twice
+        assert len(killed) >= 3 and killed == list(range(len(killed))), (col, killed)
+        if cluster.row == "lustre-noflock" and col == "shared":
+            assert "falling back to the lock file" in errors  # the one clear warning
+            assert errors.count("falling back") == 4  # once per writer process
 
 
 @pytest.mark.slow
@@ -265,7 +277,7 @@ def test_safe_cell(cluster, column):
 def test_node_local_locks_and_cached_appends_lose_records(cluster):
     """BeeGFS by default: locks per node and appends at each client's idea of the end of
     file, so records of one client overwrite the other's (and lines may be torn)."""
-    n = 150
+    n = 80
     procs = [cluster.writer(k, f"{cluster.host(k)}-{j}", n, "shared")
              for k in range(2) for j in range(2)]
     assert cluster.wait(procs) == [0] * 4
@@ -275,6 +287,16 @@ def test_node_local_locks_and_cached_appends_lose_records(cluster):
     # each client's cached end of file lags the other's appends by seconds: most of one
     # client's records are overwritten (measured: 40-50% of all records lost)
     assert lost >= 0.2 * sum(expected.values()), (lost, len(t.torn))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
+def test_node_local_locks_with_server_side_appends_keep_records_whole(cluster):
+    """Lustre localflock, appends alone: the locks are per node, but Lustre places an
+    O_APPEND write at the server's end of file, so records stay whole (what is not safe
+    there is anything that relies on the lock keeping other nodes out, below)."""
+    t, expected, errors = run_cell(cluster, "shared")
+    assert t.torn == [] and t.lost(expected) == 0 and t.duplicated() == 0, errors
 
 
 HOLDER = r"""
@@ -328,53 +350,139 @@ def test_a_lock_on_one_client_excludes_the_other(cluster, lock, excluded):
     assert _hold_then_append(cluster, lock) == ("timeout" if excluded else "appended")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
-def test_node_local_locks_keep_appends_whole_but_merge_in_place_loses_records(cluster):
-    """Lustre localflock: appends are whole (Lustre appends atomically at the server), but
-    memo's lock does not reach the other node, so ``memo merge`` rewriting the live file
-    there drops the records appended meanwhile."""
-    t, lost = _merge_while_appending(cluster, "shared", rounds=8, stop_at_loss=True)
-    assert t.torn == []
-    assert lost > 0
+COMPACT = r"""
+import os, sys, time
+import memo.locking
+# hold the writers' lock and rewrite the file in place (what a compaction or rotation does)
+with memo.locking.hold(sys.argv[1], lock=sys.argv[2]) as fd:
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0)
+    time.sleep(float(sys.argv[3]))  # writers that the lock keeps out wait here
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
+print("compacted", size)
+"""
 
 
-def _merge_while_appending(c: Cluster, column: str, rounds: int = 4,
-                           stop_at_loss: bool = False) -> tuple[Tally, int]:
-    """Writers on both clients; ``memo merge`` into the live file, on client B, meanwhile."""
-    n = RECORDS[column] * 2
+def _compact_while_appending(c: Cluster, lock: str) -> tuple[Tally, int]:
+    """Writers on both clients; on client B, ``hold()`` rewrites the file in place twice."""
+    n = 150 if lock != "soft" else 60
     expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(2)}
-    procs = [c.writer(k, w, n, column) for k, w in
+    column = "soft" if lock == "soft" else "shared"
+    # writers that keep appending for a few seconds, through both compactions
+    procs = [c.writer(k, w, n, column, pause=0.02 if lock != "soft" else 0.0) for k, w in
              ((k, f"{c.host(k)}-{j}") for k in range(2) for j in range(2))]
-    target = c.path(1)
-    merges = 0
-    while any(p.poll() is None for p in procs) and merges < rounds:
-        if not os.path.exists(target):
-            time.sleep(0.05)
-            continue
-        merge = c.run(1, [sys.executable, "-m", "memo", "merge", "-q", target, target],
-                      os.path.join(c.backing, f".merge{merges}.out"))
-        assert c.wait([merge]) == [0], Path(c.backing, f".merge{merges}.out.err").read_text()
-        merges += 1
-        if stop_at_loss and tally(*result_files(c, column)).lost(
-                {w: min(n, c.progress(w)) for w in expected}) > 0:
-            break
-        time.sleep(0.1)
-    assert c.wait(procs) == [0] * len(procs)
+    for r in range(2):
+        while c.progress("hosta-0") < 20 * (r + 1):  # writers on client A are appending
+            assert procs[0].poll() is None, c.stderr("hosta-0")
+            time.sleep(0.01)
+        compact = c.run(1, [sys.executable, "-c", COMPACT, c.path(1), lock, "0.5"],
+                        os.path.join(c.backing, f".compact{r}.out"))
+        assert c.wait([compact]) == [0], Path(c.backing, f".compact{r}.out.err").read_text()
+    assert c.wait(procs) == [0] * len(procs), "".join(c.stderr(w) for w in expected)
     t = tally(*result_files(c, column))
     return t, t.lost(expected)
 
 
-MERGE_CELLS = [("nfs", "shared"), ("lustre-flock", "shared"), ("gpfs", "shared"),
-               ("nfs", "soft"), ("lustre-noflock", "soft")]
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["lustre-localflock"], indirect=True)
+def test_node_local_locks_keep_appends_whole_but_do_not_exclude_other_nodes(cluster):
+    """Lustre localflock: memo's lock keeps out only the node's own writers (appends alone
+    stay whole there: see the safe-looking shared cell above), so a rewrite under
+    ``hold()`` on one node drops what the other node appended meanwhile."""
+    t, lost = _compact_while_appending(cluster, "posix")
+    # records appended on node A while node B held the lock were cut off or overwritten
+    assert lost > 0, len(t.records)
+
+
+HOLD_CELLS = [("nfs", "posix"), ("lustre-flock", "posix"), ("lustre-localflock", "soft")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cluster", "lock"), HOLD_CELLS, indirect=["cluster"],
+                         ids=["nfs-posix", "lustre-flock-posix", "lustre-localflock-soft"])
+def test_hold_on_the_other_client_keeps_writers_out(cluster, lock):
+    t, lost = _compact_while_appending(cluster, lock)
+    assert t.torn == [] and lost == 0 and t.duplicated() == 0
+
+
+SOFT_APPENDER = r"""
+import os, sys, time
+import memo.locking
+with memo.locking.hold(sys.argv[1], lock="soft") as fd:
+    print("held", flush=True)
+    time.sleep(1.5)  # client B's hold() opens the file now, then waits for the lock file
+    for i in range(10):
+        os.write(fd, b'{"w": "hosta-0", "i": %d, "pad": "%s"}\n' % (i, b"x" * 100))
+    os.fsync(fd)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "memo.locking.hold(lock='soft') opens the file before it takes the lock file, so on NFS "
+    "its descriptor shows the size cached when it opened: a rewrite under it drops the "
+    "records appended while it waited for the lock (10 of 10 here); it should open, or "
+    "reopen, the file after acquiring"))
+@pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
+def test_soft_hold_sees_what_was_appended_while_it_waited(cluster):
+    Path(cluster.path(0)).touch()
+    appender = cluster.run(0, [sys.executable, "-c", SOFT_APPENDER, cluster.path(0)],
+                           os.path.join(cluster.backing, ".appender.out"))
+    deadline = time.monotonic() + 30
+    while b"held" not in Path(cluster.backing, ".appender.out").read_bytes():
+        assert appender.poll() is None and time.monotonic() < deadline, \
+            Path(cluster.backing, ".appender.out.err").read_text()
+        time.sleep(0.01)
+    compact = cluster.run(1, [sys.executable, "-c", COMPACT, cluster.path(1), "soft", "0"],
+                          os.path.join(cluster.backing, ".compact.out"))
+    assert cluster.wait([appender, compact]) == [0, 0], \
+        Path(cluster.backing, ".compact.out.err").read_text()
+    t = tally(*result_files(cluster, "soft"))
+    assert t.lost({"hosta-0": 10}) == 0 and t.torn == []
+
+
+def _merge_while_appending(c: Cluster, column: str) -> tuple[Tally, Tally, int]:
+    """Writers on both clients; ``memo merge`` of their file into another one, on client
+    B, meanwhile and once more after they finished."""
+    n = RECORDS[column] * 2
+    expected = {f"{c.host(k)}-{j}": n for k in range(2) for j in range(2)}
+    procs = [c.writer(k, w, n, column) for k, w in
+             ((k, f"{c.host(k)}-{j}") for k in range(2) for j in range(2))]
+    source, out = c.path(1), c.path(1, "merged.jsonl")
+    merged = os.path.join(c.backing, "merged.jsonl")
+    merges, first = 0, None
+    while True:
+        finished = all(p.poll() is not None for p in procs)
+        if os.path.exists(source) or os.path.isdir(source + ".shards"):
+            merge = c.run(1, [sys.executable, "-m", "memo", "merge", "-q", out, source],
+                          os.path.join(c.backing, f".merge{merges}.out"))
+            assert c.wait([merge]) == [0], \
+                Path(c.backing, f".merge{merges}.out.err").read_text()
+            merges += 1
+            first = first or tally(merged)
+            if finished:  # this merge started after the writers ended: it holds everything
+                break
+        time.sleep(0.05)
+    assert c.wait(procs) == [0] * len(procs), "".join(c.stderr(w) for w in expected)
+    t = tally(merged)
+    return first, t, t.lost(expected)
+
+
+MERGE_CELLS = [("nfs", "shared"), ("nfs", "soft"), ("beegfs-default", "shard"),
+               ("lustre-noflock", "shared")]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("cluster", "column"), MERGE_CELLS, indirect=["cluster"],
                          ids=[f"{r}-{c}" for r, c in MERGE_CELLS])
 def test_merge_on_the_other_client_while_writers_append(cluster, column):
-    t, lost = _merge_while_appending(cluster, column)
-    assert t.torn == [] and lost == 0 and t.duplicated() == 0
+    """A merge taken while writers append holds whole records only; merging again after
+    they finished holds every record once."""
+    first, final, lost = _merge_while_appending(cluster, column)
+    assert first.torn == [] and first.duplicated() == 0 and len(first.records) > 0
+    assert final.torn == [] and lost == 0 and final.duplicated() == 0
 
 
 SPOOLER = r"""
@@ -389,13 +497,17 @@ for i in range(n):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cluster", ["nfs", "lustre-flock"], indirect=True)
+@pytest.mark.xfail(strict=True, reason=(
+    "Spool.drain takes flock on the spool while its appenders (AppendWriter, lock='auto') "
+    "take a POSIX lock on a cluster filesystem: the two do not exclude each other, so "
+    "records appended during a drain are cut by its truncate (100-160 of 600 lost here)"))
+@pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
 def test_resend_on_the_other_client_while_writers_spool(cluster, tmp_path):
     """``memo resend`` drains a spool on client B while processes on A and B add to it:
     every record reaches the collector once, none is cut from the spool unsent."""
     from memo.serve import ServerProcess
 
-    n = 150
+    n = 100
     collected = tmp_path / "collected.jsonl"
     with ServerProcess(collected) as server:
         writers = {f"{cluster.host(k)}-{j}": cluster.run(
