@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["missing", "pid_alive", "qualified_name"]
+__all__ = ["missing", "pid_alive", "qualified_name", "user_stacklevel"]
 
 
 def missing(feature: str, package: str, extra: str) -> ImportError:
@@ -35,3 +36,17 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for :func:`warnings.warn` that points at the first frame outside
+    memo: the user's line that led to the warning, however deep in memo it is raised."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -29,6 +29,8 @@ import os
 import warnings
 from dataclasses import dataclass
 
+from ._util import user_stacklevel
+
 __all__ = [
     "CLUSTER_FILESYSTEMS", "AutoLock", "MountInfo", "auto_lock", "auto_lock_mode",
     "filesystem_type", "is_cluster_filesystem", "mount_info",
@@ -205,5 +207,5 @@ def auto_lock_mode(path: str | os.PathLike[str]) -> str:
         point = choice.mount.point
         if point not in _WARNED:
             _WARNED.add(point)
-            warnings.warn(choice.warning, RuntimeWarning, stacklevel=3)
+            warnings.warn(choice.warning, RuntimeWarning, stacklevel=user_stacklevel())
     return choice.lock

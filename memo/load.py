@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from . import serialize
+from ._util import missing, user_stacklevel
 from .call import META_KEY
 from .reader import BadLine, CorruptLineWarning, Errors, _decode, _frame, scan
 from .shardfile import sources
@@ -90,7 +91,7 @@ def _report(bad: BadLine, errors: Errors) -> None:
     if errors == "raise":
         raise ValueError(str(bad))
     if errors == "warn":
-        warnings.warn(str(bad), CorruptLineWarning, stacklevel=4)
+        warnings.warn(str(bad), CorruptLineWarning, stacklevel=user_stacklevel())
 
 
 def _read_file(name: str, out: list[dict[str, Any]], meta: bool) -> Iterator[BadLine]:
@@ -215,7 +216,7 @@ def to_pandas(source: Source, *, errors: Errors = "warn") -> Any:
     try:
         import pandas as pd
     except ImportError:
-        raise ImportError("to_pandas needs pandas: pip install 'memo[pandas]'") from None
+        raise missing("to_pandas", "pandas", "pandas") from None
     return pd.DataFrame(_records(source, errors))
 
 
@@ -224,7 +225,7 @@ def to_polars(source: Source, *, errors: Errors = "warn") -> Any:
     try:
         import polars as pl
     except ImportError:
-        raise ImportError("to_polars needs polars: pip install 'memo[polars]'") from None
+        raise missing("to_polars", "polars", "polars") from None
     if errors not in ("warn", "raise", "ignore"):
         raise ValueError(f"to_polars(errors=...) must be 'warn', 'raise' or 'ignore', "
                          f"got {errors!r}")

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 import filelock
 
 from . import filesystem
-from ._util import pid_alive
+from ._util import pid_alive, user_stacklevel
 from .exceptions import MemoError
 
 __all__ = [
@@ -239,7 +239,8 @@ class SoftLock:
                 pass
         else:
             warnings.warn(f"removed the stale lock file {self.lock_file} "
-                          f"({seen[0].strip() or 'empty'})", RuntimeWarning, stacklevel=4)
+                          f"({seen[0].strip() or 'empty'})",
+                          RuntimeWarning, stacklevel=user_stacklevel())
         try:
             os.unlink(aside)
         except FileNotFoundError:
@@ -277,7 +278,8 @@ class SoftLock:
                 pass
         else:
             warnings.warn(f"the lock file {self.lock_file} was taken over while this process "
-                          "held it (it was judged stale)", RuntimeWarning, stacklevel=3)
+                          "held it (it was judged stale)",
+                          RuntimeWarning, stacklevel=user_stacklevel())
 
     def __enter__(self) -> SoftLock:
         self.acquire()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import locking, serialize
-from ._util import pid_alive
+from ._util import pid_alive, user_stacklevel
 from .call import canonical
 from .reader import BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .shardfile import sources
@@ -221,7 +221,8 @@ def _merge(out: str, report: MergeReport, dedupe: bool | Sequence[str],
                         if errors == "raise":
                             raise ValueError(str(item))
                         if errors == "warn":
-                            warnings.warn(str(item), CorruptLineWarning, stacklevel=3)
+                            warnings.warn(str(item), CorruptLineWarning,
+                                          stacklevel=user_stacklevel())
                         if corrupt is not None and not item.torn:
                             if side is None:
                                 side = open(corrupt, "ab")  # noqa: SIM115

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from . import serialize
+from ._util import user_stacklevel
 from .call import META_KEY
 from .shardfile import sources
 
@@ -100,7 +101,7 @@ def _iter_file(name: str, errors: Errors, meta: bool = False) -> Iterator[dict[s
                 if errors == "raise":
                     raise ValueError(str(item))
                 if errors == "warn":
-                    warnings.warn(str(item), CorruptLineWarning, stacklevel=3)
+                    warnings.warn(str(item), CorruptLineWarning, stacklevel=user_stacklevel())
                 continue
             if not meta:
                 item.pop(META_KEY, None)

@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from . import serialize
+from ._util import user_stacklevel
 from .call import META_KEY, Call, call_key
 
 __all__ = ["FileIndex", "Identity", "ListIndex"]
@@ -93,7 +94,7 @@ class Identity:
                 f"{where} holds records written without a call identity ($memo); "
                 f"skip=True matches them to {self.function}() by their arguments alone "
                 "(they may have been written by another function or version of the code)",
-                LegacyRecordWarning, stacklevel=5)
+                LegacyRecordWarning, stacklevel=user_stacklevel())
 
 
 def _identity(*args: Any) -> Identity:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import locking
+from ._util import user_stacklevel
 from .exceptions import MemoError
 
 __all__ = ["AppendWriter", "WriteError"]
@@ -238,7 +239,7 @@ class AppendWriter:
                              f"locks ({exc.strerror}); use lock='soft' or mode='shard'") from exc
         warnings.warn(f"the filesystem of {self.path} refuses {self.mode} locks "
                       f"({exc.strerror}); falling back to the lock file {self.path}.lock "
-                      "(slow); consider mode='shard'", RuntimeWarning, stacklevel=4)
+                      "(slow); consider mode='shard'", RuntimeWarning, stacklevel=user_stacklevel())
         self._set_mode("soft")
 
     def _finish(self, fd: int, line: bytes, n: int, end: int) -> int:

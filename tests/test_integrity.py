@@ -410,3 +410,14 @@ def test_a_bare_memfile_and_a_misspelt_keyword_say_what_is_wrong():
     g = memo.memlist(data=[])(lambda class_size, n_sim: {})
     with pytest.raises(TypeError, match="unexpected keyword argument 'size'"):
         g(size=3, n_sim=10)
+
+
+def test_warnings_point_at_the_users_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n{torn\n{"a": 2}\n')
+    with pytest.warns(memo.CorruptLineWarning) as caught:
+        memo.load(path)
+    assert caught[0].filename == __file__
+    with pytest.warns(memo.CorruptLineWarning) as caught:
+        memo.merge(tmp_path / "out.jsonl", [path])
+    assert caught[0].filename == __file__
