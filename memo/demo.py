@@ -36,7 +36,7 @@ def main(out: str = "results.jsonl", jobs: int | None = None, fresh: bool = Fals
     # the plan lets `memo status` tell what is missing; a rerun of the demo resumes it
     plan(out, settings, rerun=f"memo demo --out {shlex.quote(out)}")
     # worker processes forked from this one each append their records to `out`;
-    # a progress bar shows on a terminal when tqdm is installed (memo[progress])
+    # a progress bar shows on a terminal when tqdm is installed (the progress extra)
     Runner(backend="processes", n_jobs=jobs).run(experiment, settings)
     records = load(out)
     print(table(records, columns=["class_size", "n_sim", "est_proba", "time_taken"],

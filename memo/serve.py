@@ -1,4 +1,4 @@
-"""``memo serve``: the collector for ``memweb`` (needs ``memo[serve]``).
+"""``memo serve``: the collector for ``memweb`` (needs starlette and uvicorn: the ``serve`` extra).
 
 The implementation lives in :mod:`memo.web.server` (HTTP), :mod:`memo.web.collector`
 (appending, de-duplication) and :mod:`memo.web.process` (:class:`ServerProcess`);

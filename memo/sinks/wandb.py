@@ -1,4 +1,4 @@
-"""``memwandb``: one Weights & Biases run per call (needs ``memo[wandb]``).
+"""``memwandb``: one Weights & Biases run per call (needs wandb: the ``wandb`` extra).
 
 Each call of the decorated function becomes its own W&B run: the run's config is
 the call's bound arguments and its summary is the mapping the function returned

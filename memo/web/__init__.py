@@ -1,6 +1,6 @@
 """Remote collection: ``memweb`` sends records over HTTP, ``memo serve`` collects them.
 
-The layers, one module each (the client's need ``memo[web]``, the server's ``memo[serve]``):
+The layers, one module each (the client's need the ``web`` extra, the server's the ``serve`` extra):
 
 ========================  ===============================================================
 :mod:`~memo.web.wire`     what client and server share: record ids, body shape, statuses
