@@ -1,4 +1,4 @@
-"""``memweb``: records POSTed as JSON to an HTTP endpoint (needs httpx and tenacity: the ``web`` extra).
+"""``memweb``: records POSTed as JSON to an HTTP endpoint (the ``web`` extra: httpx, tenacity).
 
 The implementation lives in the :mod:`memo.web` package, in layers (wire format,
 retry policy, sender, batcher, spool, exit hooks, sink); this module keeps the

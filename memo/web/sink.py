@@ -1,4 +1,4 @@
-"""``memweb``: the sink that POSTs each record to an HTTP endpoint (needs httpx and tenacity: the ``web`` extra).
+"""``memweb``: the sink that POSTs each record to an HTTP endpoint (the ``web`` extra).
 
 The layers under it, each in its own module: the wire format it shares with the
 collector (:mod:`memo.web.wire`: ids, bodies, what a status means), the sender and
