@@ -5,8 +5,9 @@
 Records go to ``runner_sweep.jsonl`` (appended from the workers) and to a list in this
 process (sent back from the workers). On a terminal, with tqdm installed
 (``pip install tqdm``, or the ``progress`` extra of the checkout), a bar shows calls
-done out of the total, failures, rate and time left. One setting in the grid fails on purpose: the run goes on, the
-failure is recorded by ``ignore_error``, counted, and listed at the end.
+done out of the total, failures, rate and time left. One setting in the grid fails on
+purpose: the run goes on, the failure is recorded by ``ignore_error``, counted, and
+listed at the end.
 """
 
 from __future__ import annotations
