@@ -57,7 +57,7 @@ class Call:
     identity (hex) when the recorder computed it (``skip=True``), else ``None``.
     """
 
-    __slots__ = ("function", "version", "arguments", "key", "meta", "_tail")
+    __slots__ = ("function", "version", "arguments", "key", "_tail")
 
     def __init__(self, function: str, version: str, arguments: tuple[str, ...],
                  key: str | None = None) -> None:
@@ -65,11 +65,17 @@ class Call:
         self.version = version
         self.arguments = arguments
         self.key = key
-        #: the value of the record's ``$memo`` key
-        self.meta: dict[str, Any] = {"f": function, "v": version, "a": list(arguments)}
-        if key is not None:
-            self.meta["k"] = key
         self._tail: bytes | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The value of the record's ``$memo`` key (built when asked: a skipped call
+        never needs it)."""
+        meta: dict[str, Any] = {"f": self.function, "v": self.version,
+                                "a": list(self.arguments)}
+        if self.key is not None:
+            meta["k"] = self.key
+        return meta
 
     def line(self, encoded: bytes) -> bytes:
         """A record's line (``encoded``: its JSON object and newline) with ``$memo`` added.
@@ -217,14 +223,20 @@ def canonical(values: Mapping[str, Any]) -> bytes:
         return msgspec.json.encode(canon, order="sorted")
 
 
-def call_key(function: str, values: Mapping[str, Any]) -> str:
+def call_key(function: str | bytes, values: Mapping[str, Any]) -> str:
     """The identity of a call of ``function`` with the argument ``values`` (name -> value),
     as a short hex string: equal exactly when the function and the canonical
-    arguments are equal."""
-    h = hashlib.blake2b(function.encode(), digest_size=KEY_BYTES)
-    h.update(b"\x00")
-    h.update(canonical(values))
-    return h.hexdigest()
+    arguments are equal. (``function`` may be given as ``key_prefix(function)``.)"""
+    prefix = function if type(function) is bytes else key_prefix(function)  # type: ignore[arg-type]
+    return _blake2b(prefix + canonical(values), digest_size=KEY_BYTES).hexdigest()
+
+
+def key_prefix(function: str) -> bytes:
+    """What :func:`call_key` hashes before the arguments: the function's name."""
+    return function.encode() + b"\x00"
+
+
+_blake2b = hashlib.blake2b
 
 
 def arguments_of(record: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:

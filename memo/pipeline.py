@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .binding import Binder
-from .call import META_KEY, Call, call_key, fingerprint, function_name
+from .call import META_KEY, Call, call_key, fingerprint, function_name, key_prefix
 from .record import as_mapping, merge
 from .resume import Identity
 from .serialize import SerializationError
@@ -52,6 +52,7 @@ class Recorder:
         self.function = function_name(func)
         self.version = version if version is not None else fingerprint(func)
         self.call = Call(self.function, self.version, tuple(binder.names))
+        self._prefix = key_prefix(self.function)
         self.varkw = binder.has_varkw
         self.index: Any = None
         if skip:
@@ -90,7 +91,7 @@ class Recorder:
     def call_of(self, params: Mapping[str, Any]) -> Call:
         """The :class:`Call` for bound arguments ``params`` (its key set)."""
         arguments = tuple(params) if self.varkw else self.call.arguments
-        return self.call.with_key(call_key(self.function, params), arguments)
+        return Call(self.function, self.version, arguments, call_key(self._prefix, params))
 
     def stored(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
         """What ``func(**settings)`` returned when it was recorded, if it was (``skip`` only)."""
