@@ -31,12 +31,12 @@ HOSTS = ("hosta", "hostb")
 
 # the rows: behaviour of the simulated clients (see tests/fusefs.py)
 ROWS = {
-    "nfs": dict(locks="shared", cache="nfs", subtype="nfs"),
+    "nfs": dict(locks="shared", cache="nfs", subtype="nfs", actimeo=30),
     "lustre-flock": dict(locks="shared", cache="coherent", subtype="lustre"),
     "lustre-localflock": dict(locks="local", cache="coherent", subtype="lustre"),
     "lustre-noflock": dict(locks="refuse", cache="coherent", subtype="lustre"),
-    "beegfs-default": dict(locks="local", cache="nfs", subtype="beegfs"),
-    "beegfs-global": dict(locks="shared", cache="nfs", subtype="beegfs"),
+    "beegfs-default": dict(locks="local", cache="nfs", subtype="beegfs", actimeo=30),
+    "beegfs-global": dict(locks="shared", cache="nfs", subtype="beegfs", actimeo=30),
     "gpfs": dict(locks="shared", cache="coherent", subtype="gpfs"),
     "cephfs": dict(locks="shared", cache="coherent", subtype="ceph"),
 }
