@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["missing", "qualified_name"]
+__all__ = ["missing", "pid_alive", "qualified_name"]
 
 
 def missing(feature: str, package: str, extra: str) -> ImportError:
@@ -23,3 +24,14 @@ def qualified_name(func: Callable[..., Any]) -> str:
     """``module.qualname`` of a function, the name memo records calls under."""
     module = getattr(func, "__module__", None) or "?"
     return f"{module}.{getattr(func, '__qualname__', None) or repr(func)}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -57,7 +57,7 @@ class Call:
     identity (hex) when the recorder computed it (``skip=True``), else ``None``.
     """
 
-    __slots__ = ("function", "version", "arguments", "key", "meta")
+    __slots__ = ("function", "version", "arguments", "key", "meta", "_tail")
 
     def __init__(self, function: str, version: str, arguments: tuple[str, ...],
                  key: str | None = None) -> None:
@@ -69,6 +69,23 @@ class Call:
         self.meta: dict[str, Any] = {"f": function, "v": version, "a": list(arguments)}
         if key is not None:
             self.meta["k"] = key
+        self._tail: bytes | None = None
+
+    def line(self, encoded: bytes) -> bytes:
+        """A record's line (``encoded``: its JSON object and newline) with ``$memo`` added.
+
+        The identity is serialized once per Call and spliced in before the closing
+        brace, which costs less than serializing it with every record.
+        """
+        tail = self._tail or self.tail()
+        if len(encoded) > 3:  # not the empty object
+            return encoded[:-2] + tail
+        return b"{" + tail[1:]
+
+    def tail(self) -> bytes:
+        """``,"$memo":{...}}`` and the newline: what :meth:`line` puts after a record."""
+        self._tail = b',"$memo":' + orjson.dumps(self.meta) + b"}\n"
+        return self._tail
 
     def outputs(self, record: Mapping[str, Any]) -> list[str]:
         """The keys of ``record`` that the function returned (or a decorator added)."""

@@ -3,7 +3,8 @@
 Streams each file in large blocks (constant memory) and reports every line that
 is not one JSON object, with file and line number. A torn last line (a writer
 still writing, or one that died mid-line) is reported as incomplete. Exits 0
-when every line is a record, 1 when any line is not, 2 when a path is missing.
+when every line is a record, 1 when any line is not, 2 when a path is missing
+(the exit statuses of every ``memo`` command, :mod:`memo.cli`).
 """
 
 from __future__ import annotations
@@ -53,23 +54,28 @@ def check(*paths: str | os.PathLike[str]) -> CheckReport:
 
 
 def main(paths: Sequence[str], quiet: bool = False) -> int:
-    missing = [p for p in paths if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
-    for p in missing:
-        print(f"memo check: {p}: no such file or shard folder", file=sys.stderr)
-    report = check(*(p for p in paths if p not in missing))
-    for bad in report.bad:
-        print(bad)
+    """``memo check``: bad lines on stdout, the summary on stderr; the exit status of memo.cli."""
+    from .cli import FAILED, OK, PROBLEMS, error, shown, stdin_paths
+
+    with stdin_paths(paths) as paths:
+        missing = [p for p in paths if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
+        for p in missing:
+            error("check", f"{p}: no such file or shard folder")
+        report = check(*(p for p in paths if p not in missing))
+        for bad in report.bad:
+            print(shown(str(bad)))
     if not quiet:
         print(report, file=sys.stderr)
-    return 2 if missing else 0 if report.ok else 1
+    return FAILED if missing else OK if report.ok else PROBLEMS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "check", help="report lines of memo files that are not whole records",
         description="Stream memo JSONL files (or shard folders) and report every line that "
-                    "is not one JSON object, with file and line number. Exit status 1 when "
-                    "there is any, 2 when a path is missing.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="memo file or shard folder")
+                    "is not one JSON object, with file and line number, on stdout. Exit status "
+                    "1 when there is any, 2 when a path is missing or cannot be read.")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="memo file, shard folder, or shard-mode target; '-' reads standard input")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(handler=lambda a: main(a.paths, quiet=a.quiet))

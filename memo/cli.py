@@ -4,35 +4,157 @@ Each subcommand lives in the module named after what it does and exposes
 ``register(subparsers)``, which adds its parser and sets ``handler`` (a function
 taking the parsed namespace and returning an exit code). Modules are imported
 lazily, so ``memo demo`` does not import what ``memo serve`` needs.
+
+Conventions shared by every subcommand (docs/cli.md):
+
+* Exit status: :data:`OK` (0) done, and the data was whole; :data:`PROBLEMS` (1)
+  done, but the data had problems (a line that is not a record, a record that
+  could not be delivered); :data:`FAILED` (2) a usage error, or a path that does
+  not exist or cannot be read or written, or a missing optional package;
+  :data:`INTERRUPTED` (130) Ctrl-C; :data:`BROKEN_PIPE` (141) the reader of the
+  output went away (``memo check big.jsonl | head``), as for tools that SIGPIPE ends.
+* ``-`` as a path is standard input where a file is read (:func:`stdin_paths`) and
+  standard output where one is written (:func:`stdout_path`).
+* An error is one line on stderr, ``memo COMMAND: message``. ``main`` turns the
+  errors a command can meet in normal use (``OSError``, ``ImportError``,
+  :class:`memo.exceptions.MemoError`) into that line and status 2, so no command
+  needs its own ``try`` for them; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-from collections.abc import Sequence
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 
-__all__ = ["main"]
+__all__ = ["BROKEN_PIPE", "FAILED", "INTERRUPTED", "OK", "PROBLEMS", "STDIN", "STDOUT",
+           "build_parser", "error", "main", "shown", "stdin_paths", "stdout_path"]
+
+OK = 0
+PROBLEMS = 1
+FAILED = 2
+INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, the status of a shell tool that SIGPIPE ended
+
+STDIN = "<stdin>"  # how standard input and output are named in reports
+STDOUT = "<stdout>"
 
 # Modules that provide subcommands, in the order ``memo --help`` lists them.
 _COMMANDS = (
     "memo.demo",
+    "memo.show",
+    "memo.status",
     "memo.check",
     "memo.merge",
     "memo.serve",
     "memo.spool",
+    "memo.plot",
+    "memo.view",
     "memo.doctor",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memo", description="memo: results of sweeps as tables")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="memo", description="memo: results of sweeps as tables",
+        epilog="Exit status: 0 done; 1 done, but the data had problems (such as a line "
+               "that is not a whole record); 2 usage error, or a path that cannot be "
+               "read or written. '-' as a path is standard input or output.")
+    parser.add_argument("--version", action="version", version=f"memo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
+def error(command: str, message: object) -> int:
+    """Print ``memo COMMAND: message`` on stderr; return :data:`FAILED`, for a handler to return."""
+    print(f"memo {command}: {message}", file=sys.stderr)
+    return FAILED
+
+
+def _describe(exc: BaseException) -> str:
+    """``path: reason`` for an OSError that names a path, else the exception's own message."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        where = os.fsdecode(exc.filename)
+        if exc.filename2 is not None:
+            where += f" -> {os.fsdecode(exc.filename2)}"
+        return f"{where}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def stdin_paths(paths: Sequence[str]) -> Iterator[list[str]]:
+    """``paths`` with ``-`` replaced by a temporary file holding all of standard input.
+
+    memo's readers validate files in large blocks at known sizes, which a pipe does
+    not have; standard input is copied to disk first (constant memory), once however
+    often ``-`` is given. Reports name it :data:`STDIN` (see :func:`shown`).
+    """
+    if "-" not in paths:
+        yield list(paths)
+        return
+    with tempfile.TemporaryDirectory(prefix="memo-stdin-") as folder:
+        copy = os.path.join(folder, "stdin.jsonl")
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        _shown[copy] = STDIN
+        try:
+            yield [copy if p == "-" else p for p in paths]
+        finally:
+            del _shown[copy]
+
+
+@contextlib.contextmanager
+def stdout_path(path: str) -> Iterator[str]:
+    """``path``, or for ``-`` a temporary file that is copied to standard output at the end."""
+    if path != "-":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="memo-stdout-") as folder:
+        out = os.path.join(folder, "stdout.jsonl")
+        _shown[out] = STDOUT
+        try:
+            yield out
+        finally:
+            del _shown[out]
+        if os.path.exists(out):
+            sys.stdout.flush()
+            with open(out, "rb") as src:
+                shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+
+
+_shown: dict[str, str] = {}
+
+
+def shown(text: str) -> str:
+    """``text`` with the temporary stand-ins for standard input and output named as such."""
+    for path, name in _shown.items():
+        text = text.replace(path, name)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from .exceptions import MemoError
+
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"memo {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        # the reader of our output went away (`memo check big.jsonl | head`): not an error
+        # of ours; point stdout at /dev/null so that the exit's flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except (OSError, ImportError, MemoError) as exc:
+        return error(args.command, shown(_describe(exc)))

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._scheduler import slurm_ids
 from .record import as_mapping, merge
 from .timing import capture_time
 
@@ -40,11 +41,6 @@ __all__ = ["capture_context", "memutils", "run_context"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SLURM_KEYS = (
-    ("slurm_job_id", "SLURM_JOB_ID"),
-    ("slurm_array_job_id", "SLURM_ARRAY_JOB_ID"),
-    ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"),
-)
 _process: dict[int, dict[str, Any]] = {}
 _git: dict[str, dict[str, Any]] = {}
 
@@ -62,13 +58,6 @@ def _process_start() -> float:
         return time.time()
 
 
-def _as_int(raw: str) -> int | str:
-    try:
-        return int(raw)
-    except ValueError:
-        return raw
-
-
 def _process_context() -> dict[str, Any]:
     pid = os.getpid()
     ctx = _process.get(pid)
@@ -76,9 +65,7 @@ def _process_context() -> dict[str, Any]:
         start = _dt.datetime.fromtimestamp(_process_start(), tz=_dt.timezone.utc)
         ctx = {"host": socket.gethostname(), "pid": pid,
                "run_start": start.isoformat(timespec="seconds")}
-        for key, var in _SLURM_KEYS:
-            if os.environ.get(var):
-                ctx[key] = _as_int(os.environ[var])
+        ctx.update(slurm_ids())
         _process.clear()
         _process[pid] = ctx
     return ctx

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-from collections.abc import Sequence
-from typing import Any
+import shlex
+import sys
 
 from .grid import grid
 from .load import load
+from .plan import plan
 from .runner import Runner
+from .show import table
 from .sinks.file import memfile
 from .timing import capture_time
 
-__all__ = ["birthday_experiment", "format_table", "main", "register"]
+__all__ = ["birthday_experiment", "main", "register"]
 
 
 def birthday_experiment(class_size: int, n_sim: int, seed: int = 0) -> dict[str, float]:
@@ -26,30 +28,19 @@ def birthday_experiment(class_size: int, n_sim: int, seed: int = 0) -> dict[str,
     return {"est_proba": shared / n_sim}
 
 
-def format_table(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A plain-text table of ``records`` (floats with 4 decimals)."""
-    def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    rows = [[cell(r.get(c, "")) for c in columns] for r in records]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
-              for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
-
-
 def main(out: str = "results.jsonl", jobs: int | None = None, fresh: bool = False) -> int:
     if fresh and os.path.exists(out):
         os.remove(out)
     settings = grid(class_size=range(5, 60, 5), n_sim=[1000, 10000])
     experiment = memfile(out, skip=True)(capture_time(birthday_experiment, time_start=False))
+    # the plan lets `memo status` tell what is missing; a rerun of the demo resumes it
+    plan(out, settings, rerun=f"memo demo --out {shlex.quote(out)}")
     # worker processes forked from this one each append their records to `out`;
     # a progress bar shows on a terminal when tqdm is installed (memo[progress])
     Runner(backend="processes", n_jobs=jobs).run(experiment, settings)
-    records = sorted(load(out), key=lambda r: (r["n_sim"], r["class_size"]))
-    print(format_table(records, ["class_size", "n_sim", "est_proba", "time_taken"]))
+    records = load(out)
+    print(table(records, columns=["class_size", "n_sim", "est_proba", "time_taken"],
+                sort=["n_sim", "class_size"], terminal=sys.stdout.isatty()), end="")
     print(f"\n{len(records)} records in {out}")
     return 0
 

@@ -6,7 +6,7 @@ import functools
 import os
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .record import as_mapping, merge
 
@@ -19,8 +19,25 @@ def _raise_requested() -> bool:
     return os.environ.get("MEMO_RAISE", "").lower() not in ("", "0", "false", "no")
 
 
+@overload
+def ignore_error(
+    func: F, /, *,
+    exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    reraise: bool = False, traceback_limit: int = 5,
+) -> F: ...
+
+
+@overload
+def ignore_error(
+    func: None = None, /, *,
+    exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    reraise: bool = False, traceback_limit: int = 5,
+) -> Callable[[F], F]: ...
+
+
 def ignore_error(
     func: F | None = None,
+    /,
     *,
     exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     reraise: bool = False,

@@ -14,18 +14,23 @@ when ``lock="auto"``):
     append lands at the current end), and the one Lustre (mounted ``-o flock``),
     GPFS and CephFS make cluster-wide. Chosen automatically on those filesystems.
 ``soft``
-    A lock file ``<path>.lock`` created exclusively (:class:`filelock.SoftFileLock`),
-    and the data file reopened for each append and flushed before the lock file is
-    removed. For filesystems whose lock calls fail or are node-local; slow (hundreds
-    of microseconds per record). A lock file left by a writer that died on the same
-    host is reclaimed; one left by a machine that crashed must be removed by hand
-    (writers with a ``timeout`` raise :class:`LockTimeout` instead of waiting).
-    ``auto`` falls back to it, with a warning, when the kernel refuses the lock call.
+    A lock file ``<path>.lock`` (:class:`SoftLock`) that names its holder and is
+    made whole before it appears, and the data file reopened for each append and
+    flushed before the lock file is removed. For filesystems whose lock calls fail
+    or are node-local; slow (hundreds of microseconds per record). A lock file left
+    behind is reclaimed in every state a killed writer can leave (its process gone,
+    empty, or another host's not renewed for ``SOFT_LEASE`` seconds); writers with a
+    ``timeout`` raise :class:`LockTimeout` instead of waiting longer. ``auto`` falls
+    back to it, with a warning, when the kernel refuses the lock call. (filelock's
+    ``SoftFileLock`` waits forever on an empty lock file, which a writer killed at the
+    wrong moment leaves behind; hence a lock file of memo's own.)
 ``none``
     No inter-process lock: only for a file that one process writes (shard mode).
 
 To take the same lock from outside memo (to compact or rotate a file while a sweep
-runs), use :func:`hold`.
+runs), use :func:`hold`: by default it takes every mode's lock at once, so it
+excludes writers whatever their mode. The first writer of a file records its mode on
+the file (:func:`record_mode`), and later writers with ``lock="auto"`` adopt it.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ from collections.abc import Callable, Iterator
 
 import filelock
 
+from . import filesystem
+from ._util import pid_alive
 from .exceptions import MemoError
-from .filesystem import is_cluster_filesystem
 
 __all__ = [
     "MODES", "UNSUPPORTED", "LockTimeout", "SoftLock", "acquire_soft", "hold", "lock_function",
@@ -73,7 +79,7 @@ def resolve_mode(path: str | os.PathLike[str], lock: str = "auto") -> str:
             if env not in MODES:
                 raise ValueError(f"MEMO_LOCK={env!r} is not one of {', '.join(MODES)}")
             return env
-        return "posix" if is_cluster_filesystem(path) else "flock"
+        return filesystem.auto_lock_mode(path)  # from the mount's type and options
     return lock
 
 
@@ -115,14 +121,6 @@ EMPTY_GRACE = 1.0  # an empty lock file older than this was left by a writer tha
 _HOST = socket.gethostname()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SoftLock:
@@ -221,7 +219,7 @@ class SoftLock:
             return age > EMPTY_GRACE
         host, pid = fields[0], fields[1]
         if host == _HOST:
-            return not pid.isdigit() or not _alive(int(pid))
+            return not pid.isdigit() or not pid_alive(int(pid))
         return age > self.lease
 
     def _break_if_stale(self) -> None:

@@ -29,9 +29,9 @@ import argparse
 import hashlib
 import os
 import queue
+import socket
 import sys
 import tempfile
-import socket
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from . import locking, serialize
-from .reader import BLOCK, BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
+from ._util import pid_alive
 from .call import canonical
+from .reader import BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
 from .shardfile import sources
 
 __all__ = ["MergeReport", "main", "merge", "register"]
@@ -121,10 +122,10 @@ def merge(
     with :class:`memo.CorruptLineWarning`, ``"raise"``, ``"ignore"``; they are in
     the report either way) and skipped; with ``corrupt=PATH`` the corrupt lines
     are also written, one per line, to that side file. When ``output`` is also
-    one of the inputs, the memfile writers' lock on it (mode ``lock``, as they
-    take it) is held while the merged records are written back into that same
-    file, so writers that are still appending to it wait, then carry on, and no
-    record is lost.
+    one of the inputs, the memfile writers' lock on it is held (``lock="auto"``:
+    every mode's lock, :func:`memo.locking.hold`) while the merged file replaces it
+    with one rename, so writers that are still appending to it wait, then append to
+    the new file, and no record is lost.
 
     Inputs are never modified, so a merge cut short by a crash can simply be run
     again. ``durable=True`` flushes the output to disk before it replaces the old
@@ -164,21 +165,13 @@ def _remove_stale_temporaries(out: str) -> None:
         return
     for name in names:
         pid = name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             try:
                 os.unlink(os.path.join(folder, name))
             except OSError:
                 pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _umask() -> int:
@@ -333,29 +326,43 @@ class _Writer:
 def main(output: str, inputs: Sequence[str], *, dedupe: bool | Sequence[str] = False,
          corrupt: str | None = None, quiet: bool = False, durable: bool = False,
          lock: str = "auto") -> int:
-    missing = [p for p in inputs if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
-    if missing:
-        for p in missing:
-            print(f"memo merge: {p}: no such file or shard folder", file=sys.stderr)
-        return 2
-    report = merge(output, inputs, dedupe=dedupe, corrupt=corrupt, errors="ignore",
-                   durable=durable, lock=lock)
-    for bad in report.bad:
-        print(bad, file=sys.stderr)
-    if not quiet:
-        print(report, file=sys.stderr)
-    return 0
+    """``memo merge``: reports on stderr (the output may be stdout); the exit status of memo.cli.
+
+    Exits 1 when a line was skipped, as ``memo check`` does for it, although the output
+    holds every whole record: ``memo merge OUT shards/ && rm -r shards/`` then keeps the
+    shards when something was left out.
+    """
+    from .cli import FAILED, OK, PROBLEMS, error, shown, stdin_paths, stdout_path
+
+    with stdin_paths(inputs) as inputs:
+        missing = [p for p in inputs if not os.path.exists(p) and not os.path.isdir(p + ".shards")]
+        if missing:
+            for p in missing:
+                error("merge", f"{p}: no such file or shard folder")
+            return FAILED
+        if os.path.isdir(output):
+            return error("merge", f"{output}: is a folder; OUT is the file to write")
+        with stdout_path(output) as target:
+            report = merge(target, inputs, dedupe=dedupe, corrupt=corrupt, errors="ignore",
+                           durable=durable, lock=lock)
+            for bad in report.bad:
+                print(shown(str(bad)), file=sys.stderr)
+            if not quiet:
+                print(shown(str(report)), file=sys.stderr)
+    return PROBLEMS if report.bad else OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "merge", help="combine memo files and shard folders into one file",
         description="Combine memo JSONL files and shard folders into OUT, validating every "
-                    "line; corrupt lines are reported and skipped. OUT is replaced "
-                    "atomically and may also be an input.")
-    p.add_argument("output", metavar="OUT", help="the merged JSONL file to write")
+                    "line; corrupt lines are reported on stderr and skipped (exit status 1). "
+                    "OUT is replaced atomically and may also be an input.")
+    p.add_argument("output", metavar="OUT",
+                   help="the merged JSONL file to write; '-' writes standard output")
     p.add_argument("inputs", nargs="+", metavar="IN",
-                   help="memo file, shard folder, or target of a shard-mode memfile")
+                   help="memo file, shard folder, or target of a shard-mode memfile; "
+                        "'-' reads standard input")
     p.add_argument("--dedupe", action="store_true", help="drop repeated identical records")
     p.add_argument("--key", action="append", metavar="NAME", default=None,
                    help="de-duplicate by these keys (repeatable), keeping the first record")

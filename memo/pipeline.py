@@ -15,6 +15,7 @@ before submitting work, whether a setting is already recorded.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -106,7 +107,8 @@ class Recorder:
         claims = getattr(self.index, "claims", None)
         if claims is None:
             return False
-        return bool(claims.busy(self.call_of(self.binder.bind((), dict(settings)))))
+        call = self.call_of(self.binder.bind((), dict(settings)))
+        return bool(claims.busy(_claim_key(call)))
 
     def flush(self) -> None:
         flush = getattr(self._sink, "flush", None)
@@ -120,6 +122,35 @@ class Recorder:
 
     def __repr__(self) -> str:
         return f"<Recorder {self.function} -> {type(self._sink).__name__}>"
+
+
+WAIT_FIRST, WAIT_MAX = 0.05, 2.0  # seconds between looks at a call another process computes
+
+
+def _claim_or_wait(index: Any, claims: Any, call: Call,
+                   params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Claim ``call``, or wait while another process computes it.
+
+    Returns None when this process holds the claim (and must compute the call), or the
+    outputs the other process recorded. A claim whose holder dies is taken over.
+    """
+    pause = WAIT_FIRST
+    key = _claim_key(call)
+    while not claims.claim(key, call.function, params):
+        stored = index.result(call)
+        if stored is not None:
+            return stored  # type: ignore[no-any-return]
+        time.sleep(pause)
+        pause = min(pause * 2, WAIT_MAX)
+    stored = index.result(call)  # recorded between our look and our claim
+    if stored is not None:
+        claims.finish(key, done=True)
+    return stored  # type: ignore[no-any-return]
+
+
+def _claim_key(call: Call) -> str:
+    """A claim is for one call of one version of the code."""
+    return f"{call.key}:{call.version}"
 
 
 def _rebuild(func: Callable[..., Any], sink: Any, include: list[str] | None,
@@ -194,14 +225,27 @@ def recorder(
                 params = rec.binder.bind(args, kwargs)
                 size = len(params)
             index = rec.index
+            claims = None
             if index is not None:
                 call = rec.call_of(params)
                 stored = index.result(call)
                 if stored is not None:
                     return stored
+                claims = index.claims
+                if claims is not None:
+                    stored = _claim_or_wait(index, claims, call, params)
+                    if stored is not None:
+                        return stored
             else:
                 call = rec.call_of(params) if rec.varkw else rec.call
-            result = func(*args, **kwargs) if kwargs else func(*args)
+            if claims is None:
+                result = func(*args, **kwargs) if kwargs else func(*args)
+            else:
+                try:
+                    result = func(*args, **kwargs) if kwargs else func(*args)
+                except BaseException:
+                    claims.finish(_claim_key(call), done=False)
+                    raise
             if type(result) is dict:  # the common case, without the checks' calls
                 size += len(result)
                 record = params  # a new dict of this call's own: extend it in place
@@ -216,7 +260,15 @@ def recorder(
             try:
                 rec.write(record, call)
             except SerializationError as exc:
+                if claims is not None:
+                    claims.finish(_claim_key(call), done=False)
                 raise exc.with_function(name) from None
+            except BaseException:
+                if claims is not None:
+                    claims.finish(_claim_key(call), done=False)
+                raise
+            if claims is not None:
+                claims.finish(_claim_key(call), done=record.get("status") != "error")
             return result
 
         wrapper.memo_recorder = rec  # type: ignore[attr-defined]

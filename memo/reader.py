@@ -78,7 +78,7 @@ class BadLine:
 def _decode(raw: bytes, path: str, lineno: int) -> dict[str, Any] | BadLine:
     try:
         obj = serialize.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return BadLine(path, lineno, str(exc).split(":")[0])
     if not isinstance(obj, dict):
         return BadLine(path, lineno, f"a JSON {type(obj).__name__}, not an object")
@@ -137,6 +137,8 @@ def _check_line(raw: bytes) -> str | None:
         return "not a JSON object"
     except msgspec.DecodeError as exc:
         return str(exc)
+    except RecursionError:
+        return "nested too deeply to read"
     except UnicodeDecodeError:
         return "not UTF-8"
     return None
@@ -211,7 +213,7 @@ def _scan_block(data: bytes, cut: int, name: str,
         if (framed and len(_validate.decode_lines(view)) == n
                 and (data.isascii() or codecs.decode(view, "utf-8"))):
             return [(view, n)], n
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
     items: list[tuple[memoryview | bytes, int] | BadLine] = []
     good: list[bytes] = []

@@ -20,10 +20,12 @@ from typing import Any
 
 import msgspec
 
+from .exceptions import MemoError
+
 __all__ = ["KeyCollisionError", "as_mapping", "merge"]
 
 
-class KeyCollisionError(ValueError):
+class KeyCollisionError(MemoError, ValueError):
     """An output key has the same name as an argument (or another added key)."""
 
 

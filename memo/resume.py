@@ -212,6 +212,7 @@ class FileIndex:
         self._listed = -1.0
         self._checked = 0.0
         self.lock = threading.Lock()
+        self.claims: Any = None  # memo.claims.Claims, when the sink takes claims
         _LIVE.add(self)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -224,7 +225,7 @@ class FileIndex:
         """The outputs stored for ``call`` (its ``key`` set), or None: the call must run."""
         digest = bytes.fromhex(call.key)  # type: ignore[arg-type]
         with self.lock:
-            for attempt in range(2):
+            for _ in range(2):  # the second time on a fresh index
                 packed = self._pos.get(digest)
                 if packed is None:
                     self.refresh()
@@ -243,7 +244,9 @@ class FileIndex:
         offset = packed & _OFFSET_MASK
         if src.fd < 0:
             return None
-        size = 8192
+        size = 1024
+        if os.pread(src.fd, 1, offset) == b"\n":  # our line ended a dead writer's fragment
+            offset += 1
         while True:
             data = os.pread(src.fd, size, offset)
             end = data.find(b"\n")
@@ -262,6 +265,7 @@ class FileIndex:
         meta = record.get(META_KEY)
         if isinstance(meta, dict) and meta.get("k") is not None:
             return record if meta.get("k") == key else None
+        found: str | None
         if isinstance(meta, dict):
             args = meta.get("a") or []
             found = call_key(self.identity.function, {a: record[a] for a in args if a in record})

@@ -173,10 +173,6 @@ def _np_float(x: Any) -> float:
     return float(str(x))
 
 
-def _default(obj: Any) -> Any:
-    return _convert(obj)
-
-
 class _Walk:
     """The exact slow path: plain builtins out, non-finite floats collected or tagged."""
 
@@ -302,7 +298,7 @@ def _exact(obj: Any, fallback: Fallback) -> bytes:
 def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
     """``obj`` as one line of strict JSON, ending in ``\n``: the unit every file sink appends."""
     try:
-        out = _orjson_dumps(obj, default=_default, option=_LINE_OPTS)
+        out = _orjson_dumps(obj, default=_convert, option=_LINE_OPTS)
     except TypeError:  # big ints, non-string keys, unknown types: the exact path knows
         return _exact(obj, fallback) + b"\n"
     # orjson writes nan/inf as null: only then is the exact path needed. A search of the
@@ -386,7 +382,11 @@ def loads(data: bytes | str, *, tags: bool = True) -> Any:
             obj = json.loads(data)
         except (ValueError, RecursionError):
             raise ValueError("not valid JSON") from None
-    if (b'"$' in data) if isinstance(data, (bytes, bytearray, memoryview)) else ('"$' in data):
+    if type(data) is not bytes:
+        data = data.encode() if isinstance(data, str) else bytes(data)
+    # only memo's tags (objects that start with a "$" key) and $nonfinite need restoring;
+    # a record's own "$memo" is neither, and most records have nothing else
+    if data.rpartition(b'{"$')[1] or data.rpartition(b'"$nonfinite"')[1]:
         try:
             return restore(obj, tags=tags)
         except RecursionError:

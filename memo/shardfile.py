@@ -19,6 +19,7 @@ import threading
 import weakref
 from typing import Any
 
+from ._scheduler import task_label
 from .writer import AppendWriter
 
 __all__ = ["SUFFIX", "ShardWriter", "shard_dir", "shard_name", "sources"]
@@ -34,11 +35,8 @@ def shard_dir(path: str | os.PathLike[str]) -> str:
 def shard_name(environ: dict[str, str] | None = None, pid: int | None = None) -> str:
     """The file name of this process's shard."""
     env = os.environ if environ is None else environ
-    job = env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
-    task = env.get("SLURM_ARRAY_TASK_ID")
-    prefix = ""
-    if job:
-        prefix = f"slurm-{job}_{task}." if task else f"slurm-{job}."
+    label = task_label(env)
+    prefix = f"{label}." if label else ""
     host = socket.gethostname().split(".")[0] or "localhost"
     return f"{prefix}{host}.{os.getpid() if pid is None else pid}.jsonl"
 

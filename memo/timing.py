@@ -6,7 +6,7 @@ import datetime as _dt
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .record import as_mapping, merge
 
@@ -19,8 +19,19 @@ def _iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat()
 
 
+@overload
+def capture_time(func: F, /, *, time_taken: bool = True, time_start: bool = True,
+                 time_end: bool = False) -> F: ...
+
+
+@overload
+def capture_time(func: None = None, /, *, time_taken: bool = True, time_start: bool = True,
+                 time_end: bool = False) -> Callable[[F], F]: ...
+
+
 def capture_time(
     func: F | None = None,
+    /,
     *,
     time_taken: bool = True,
     time_start: bool = True,
@@ -56,8 +67,18 @@ def capture_time(
     return decorate(func) if func is not None else decorate
 
 
-def time_taken(func: F | None = None) -> Any:
+@overload
+def time_taken(func: F, /) -> F: ...
+
+
+@overload
+def time_taken(func: None = None, /) -> Callable[[F], F]: ...
+
+
+def time_taken(func: F | None = None, /) -> Any:
     """Add only ``time_taken`` (seconds) to the result: ``capture_time(time_start=False)``."""
+    if func is None:
+        return capture_time(time_taken=True, time_start=False)
     return capture_time(func, time_taken=True, time_start=False)
 
 

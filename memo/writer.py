@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import threading
 import warnings
 import weakref
 from collections.abc import Callable
@@ -113,7 +112,8 @@ class AppendWriter:
         """Append ``line`` (one record, ending with ``\\n``) atomically.
 
         With ``encode``, ``line`` is what ``encode`` turns into that line. Returns
-        where the line landed: ``(start, stop)`` byte offsets in the file.
+        where the line landed: ``(start, stop)`` byte offsets in the file (``start``
+        may be the newline written first to end a dead writer's fragment).
         """
         encode = self._encode
         if encode is not None:
@@ -149,7 +149,7 @@ class AppendWriter:
             finally:
                 if self._fd >= 0:
                     lockop(self._fd, _UN)
-            return stop - len(line) + (line[0] == 10), stop
+            return end, stop  # the line (after a newline that ended a fragment, if any)
         finally:
             mutex.release()
 
@@ -279,7 +279,11 @@ class AppendWriter:
             try:
                 if self.mode == "soft":
                     os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                    os.close(os.open(self.path, _FLAGS, 0o644))
+                    fd = os.open(self.path, _FLAGS, 0o644)
+                    try:
+                        self._agree(fd)
+                    finally:
+                        os.close(fd)
                     with locking.acquire_soft(locking.soft_lock(self.path, self.timeout)):
                         pass
                     return
@@ -294,7 +298,7 @@ class AppendWriter:
                             return
                         raise
                     self._lockop(fd, _UN)
-            except WriteError:
+            except (WriteError, locking.LockTimeout):
                 raise
             except OSError as exc:
                 raise WriteError(exc.errno, f"cannot append records to {self.path}: "

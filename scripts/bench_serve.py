@@ -71,14 +71,14 @@ class _Plain:
 
         from memo.pipeline import recorder
         from memo.serialize import dumps
-        from memo.sinks.web import ID_KEY, new_id
+        from memo.web.wire import ID_KEY, new_id
 
         u = urlsplit(self.url)
         conn = http.client.HTTPConnection(u.hostname, u.port)
         headers = {"Content-Type": "application/json"}
 
         class Sink:
-            def write(self, record: dict[str, Any]) -> None:
+            def write(self, record: dict[str, Any], call: Any = None) -> None:
                 record[ID_KEY] = new_id()
                 conn.request("POST", "/", body=dumps(record), headers=headers)
                 response = conn.getresponse()
@@ -99,7 +99,7 @@ class _Maker:
         if self.kind == "file":
             return memfile(self.target)
         return memweb(self.target, batch=self.batch if self.kind == "batched" else None,
-                      spool=self.spool, on_error="raise")
+                      spool=self.spool, errors="raise")
 
 
 def run_clients(make: Callable[[], Any], clients: int, records: int) -> float:

@@ -52,3 +52,18 @@ def slurm_cluster() -> str:
         if done.returncode != 0 or not _status():
             _unavailable(f"scripts/slurm-cluster.sh start failed:\n{done.stdout}{done.stderr}")
     return "started"
+
+
+@pytest.fixture
+def module(tmp_path, monkeypatch):
+    """Import a module written to ``tmp_path``: loky, spawned and Dask workers import it by name."""
+    import importlib
+    import textwrap
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(name: str, source: str):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        return importlib.import_module(name)
+
+    return make

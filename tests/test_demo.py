@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from memo import load
-from memo.demo import format_table
+from memo.show import table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,21 @@ def test_demo_resumes_and_starts_fresh(tmp_path):
     assert len(load(tmp_path / "r.jsonl")) == 22
 
 
-def test_format_table_aligns_columns():
-    table = format_table([{"a": 1, "b": 0.5}, {"a": 100, "b": 2.25}], ["a", "b"])
-    assert table.splitlines() == ["  a       b", "---  ------", "  1  0.5000", "100  2.2500"]
+def test_the_demo_table_is_memo_show_output(tmp_path):
+    out = _demo(tmp_path, "--jobs", "2")
+    shown = table(tmp_path / "results.jsonl", columns="class_size,n_sim,est_proba,time_taken",
+                  sort="n_sim,class_size")
+    assert out.startswith(shown)
+
+
+def test_the_demo_records_its_plan_and_status_reports_it_complete(tmp_path):
+    _demo(tmp_path, "--jobs", "2", "--out", "d.jsonl")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "memo", "status", "d.jsonl"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("d.jsonl: 22 of 22 planned settings done (100%)")
 
 
 def test_demo_needs_only_the_runtime_dependencies(tmp_path):

@@ -115,8 +115,6 @@ def test_auto_lock_mode_warns_once_per_mount(tmp_path, monkeypatch, recwarn):
     assert len(node_local) == 1 and node_local[0].category is RuntimeWarning
 
 
-@pytest.mark.xfail(strict=True, reason="memo.locking.resolve_mode does not consult "
-                   "memo.filesystem.auto_lock_mode yet (the mount options are not read)")
 def test_writers_warn_on_node_local_locks_and_skip_refused_ones(tmp_path, monkeypatch):
     from memo import filesystem
     from memo.writer import AppendWriter

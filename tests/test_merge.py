@@ -119,7 +119,7 @@ def test_cli_merge(tmp_path):
     run = subprocess.run([sys.executable, "-m", "memo", "merge", str(tmp_path / "o.jsonl"),
                           str(tmp_path / "a.jsonl"), "--dedupe", "--corrupt",
                           str(tmp_path / "bad")], env=env, capture_output=True, text=True)
-    assert run.returncode == 0
+    assert run.returncode == 1  # a line was skipped (the exit statuses of memo.cli)
     assert "a.jsonl:3: corrupt line" in run.stderr and "merged 1 records" in run.stderr
     assert (tmp_path / "o.jsonl").read_bytes() == b'{"x":1}\n'
     assert (tmp_path / "bad").read_bytes() == b"nope\n"

@@ -97,7 +97,7 @@ def test_unserializable_value_names_function_key_and_type_and_writes_nothing(tmp
     class Model:
         pass
 
-    @memo.memfile(filepath=path)
+    @memo.memfile(path=path)
     def fit(lr):
         return {"model": Model(), "score": 1.0}
 
@@ -136,7 +136,7 @@ def test_bad_arguments_raise_before_the_function_runs():
 def test_decorators_stack_in_any_order(tmp_path, order):
     data, path = [], tmp_path / "r.jsonl"
     decorators = {
-        "file": memo.memfile(filepath=path), "list": memo.memlist(data=data),
+        "file": memo.memfile(path=path), "list": memo.memlist(data=data),
         "time": memo.capture_time(time_start=False), "error": memo.ignore_error,
     }
 

@@ -6,10 +6,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, subprocess_env
 
 from memo import (
     RunError,
@@ -21,34 +22,18 @@ from memo import (
     memfunc,
     memlist,
 )
+from memo.exceptions import MemoError
 
-ROOT = Path(__file__).resolve().parents[1]
 PROCESS_BACKENDS = ["processes", "multiprocessing", "loky"]
 ALL_BACKENDS = ["serial", "threads", *PROCESS_BACKENDS]
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
+    return subprocess_env(MEMO_PROGRESS_INTERVAL="3600")
 
 
 def _keys(records, names=("a", "b")):
     return Counter(tuple(r[n] for n in names) for r in records)
-
-
-@pytest.fixture
-def module(tmp_path, monkeypatch):
-    """Import a module written to ``tmp_path``: loky and spawned workers import it by name."""
-    import importlib
-
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def make(name: str, source: str):
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        return importlib.import_module(name)
-
-    return make
 
 
 @pytest.fixture
@@ -446,9 +431,9 @@ def test_loky_keeps_its_pool_between_runs_apart_from_joblibs(tmp_path, module, m
         return {r["pid"] for r in mod.data}
 
     def workers() -> set[int]:  # the processes of memo's kept loky pool
-        from memo.runner import _KEPT
+        from memo.runner.pools import KEPT
 
-        return set(_KEPT.executor._processes)
+        return KEPT.workers()
 
     ran = pids()
     first = workers()
@@ -483,9 +468,9 @@ def test_kept_loky_workers_start_each_run_like_new_ones(tmp_path, module):
     """)
     runner = Runner("loky", n_jobs=2, chunksize=1)
     runner.run(mod.g, grid(a=range(6)))
-    from memo.runner import _KEPT
+    from memo.runner.pools import KEPT
 
-    first = set(_KEPT.executor._processes)  # the kept pool's workers
+    first = KEPT.workers()  # the kept pool's workers
     assert sorted(r["a"] for r in load(path)) == list(range(6))
     # the parent's list is emptied and the file removed: a new run must redo every call
     # (a worker's skip index must not remember the old list) and write every line into
@@ -501,38 +486,46 @@ def test_kept_loky_workers_start_each_run_like_new_ones(tmp_path, module):
     assert report.ok and len(mod.data) == 6 and len(load(path)) == 6
 
 
-def test_loky_functions_with_other_sinks_get_a_new_pool_per_run(tmp_path, module):
-    # a sink memo cannot reset may hold records back until its process ends (HTTP, W&B)
-    mod = module(f"other_{tmp_path.name.replace('-', '_')}", f"""
-        import atexit, os
+@pytest.mark.parametrize("backend", ["processes", "loky"])
+def test_worker_sinks_that_hold_records_back_are_flushed_by_the_end_of_the_run(
+        tmp_path, module, backend):
+    # a sink that buffers (as a batching HTTP sink does) must not wait for its worker to
+    # end: the kept loky pool's workers outlive the run, forked workers skip exit hooks
+    mod = module(f"held_{backend}_{tmp_path.name.replace('-', '_')}", f"""
+        import os
         from memo import memlist
-        from memo.pipeline import recorder
+        from memo.sinks import recorder
 
-        class AtExit:
+        class Held:
+            where = "worker"
+
             def __init__(self):
                 self.held = []
-                atexit.register(self.flush)
 
-            def write(self, record):
-                self.held.append(record)
+            def write(self, record, call):
+                self.held.append(record["x"])
 
             def flush(self):
-                with open(os.path.join({str(tmp_path)!r}, f"held-{{os.getpid()}}"), "w") as f:
-                    f.write(str(len(self.held)))
+                if self.held:
+                    with open(os.path.join({str(tmp_path)!r}, f"held-{{os.getpid()}}"), "a") as f:
+                        f.write("".join(f"{{x}}\\n" for x in self.held))
+                    self.held.clear()
 
         data = []
 
         @memlist(data=data)
-        @recorder(AtExit())
+        @recorder(Held())
         def h(x):
             return {{"pid": os.getpid()}}
     """)
-    Runner("loky", n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
-    first = {r["pid"] for r in mod.data}
-    held = sum(int(p.read_text()) for p in tmp_path.glob("held-*"))
-    assert held == 8  # the workers ended with the run, and flushed
-    Runner("loky", n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
-    assert not {r["pid"] for r in mod.data[8:]} & first
+
+    def flushed() -> list[int]:
+        return sorted(int(x) for p in tmp_path.glob("held-*") for x in p.read_text().split())
+
+    Runner(backend, n_jobs=2, chunksize=1).run(mod.h, grid(x=range(8)))
+    assert flushed() == list(range(8))
+    Runner(backend, n_jobs=2, chunksize=3).run(mod.h, grid(x=range(8, 20)))
+    assert flushed() == list(range(20)) and len(mod.data) == 20
 
 
 def test_the_kept_loky_pool_ends_with_the_interpreter(tmp_path):
@@ -551,3 +544,125 @@ def test_the_kept_loky_pool_ends_with_the_interpreter(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ran" and "Traceback" not in proc.stderr
+
+
+def test_run_error_is_a_memo_error_and_a_runtime_error(sweep):
+    with pytest.raises(MemoError) as info:
+        Runner("serial").run(sweep.f, grid(a=[3], b=[1]))
+    assert isinstance(info.value, RunError) and isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.parametrize("backend", ["serial", "processes", "loky"])
+def test_a_rerun_of_a_finished_sweep_runs_nothing(tmp_path, module, backend):
+    path = tmp_path / "done.jsonl"
+    mod = module(f"rerun_{backend}_{tmp_path.name.replace('-', '_')}", f"""
+        import os
+        from memo import memfile
+
+        calls = []
+
+        @memfile({str(path)!r}, skip=True)
+        def f(x):
+            calls.append(x)
+            return {{"pid": os.getpid()}}
+    """)
+    first = Runner(backend, n_jobs=2).run(mod.f, grid(x=range(10)))
+    assert (first.done, first.skipped) == (10, 0)
+    report = Runner(backend, n_jobs=2).run(mod.f, grid(x=range(12)), return_results=True)
+    assert (report.total, report.done, report.skipped, report.failed) == (12, 2, 10, 0)
+    assert report.ok and "10 skipped" in report.summary()
+    records = load(path, errors="raise")
+    assert sorted(r["x"] for r in records) == list(range(12))  # nothing ran twice
+    by_x = {r["x"]: r["pid"] for r in records}
+    assert [r["pid"] for r in report.results] == [by_x[x] for x in range(12)]
+    if backend == "serial":
+        assert mod.calls == list(range(10)) + [10, 11]
+
+
+def test_settings_claimed_elsewhere_are_left_to_the_end():
+    from memo.runner.settings import Indexed, Skipper
+
+    class Claims:  # what a recorder answers: 1 is recorded, 2 and 3 are being computed
+        skip = True
+        asked: list[tuple[str, int]] = []
+        busy_now = {2, 3}
+
+        def done(self, s):
+            self.asked.append(("done", s["x"]))
+            return s["x"] == 1 or (s["x"] == 2 and not self.busy_now)
+
+        def busy(self, s):
+            return s["x"] in self.busy_now
+
+    claims = Claims()
+    skipped = []
+    indexed = Indexed(iter([{"x": i} for i in range(6)]), 6,
+                      Skipper(claims, lambda i, s: skipped.append(i)))
+    first = indexed.take(3)
+    assert [s["x"] for _, s in first] == [0, 4, 5]
+    claims.busy_now = set()  # the other run finished 2, and gave 3 up
+    rest = indexed.take(10)
+    assert [s["x"] for _, s in rest] == [3] and skipped == [1, 2]
+    assert indexed.take(10) == []
+
+
+def test_a_logged_run_prints_progress_lines(tmp_path):
+    script = tmp_path / "bar.py"
+    script.write_text(_BAR_SCRIPT)
+    env = subprocess_env(MEMO_PROGRESS_INTERVAL="0")
+    done = subprocess.run([sys.executable, str(script), "None"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("memo: f: ")]
+    assert lines, done.stderr
+    assert "/8 calls (" in lines[0] and "calls/s" in lines[0]
+    assert lines[-1].startswith("memo: f: 8/8 calls (100%), 1 failed") and "done in" in lines[-1]
+    assert "7 of 8 calls succeeded, 1 failed" in done.stderr
+    quiet = subprocess.run([sys.executable, str(script), "False"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert "memo: f:" not in quiet.stderr
+
+
+def test_a_setting_another_run_is_computing_is_left_to_the_end(tmp_path):
+    path = tmp_path / "claimed.jsonl"
+    release = tmp_path / "release"
+    source = textwrap.dedent(f"""
+        import os, time
+        from memo import memfile
+
+        calls = []
+
+        @memfile({str(path)!r}, skip=True, claim=True)
+        def f(x):
+            calls.append(x)
+            if x == 0:  # the other run holds this one until this run reached x=4
+                while not os.path.exists({str(release)!r}):
+                    time.sleep(0.05)
+            if x == 4:
+                open({str(release)!r}, "w").close()
+            return {{"pid": os.getpid()}}
+    """)
+    (tmp_path / "claimed_sweep.py").write_text(source)
+    holder = subprocess.Popen([sys.executable, "-c", "import claimed_sweep as m; m.f(x=0)"],
+                              cwd=tmp_path, env=subprocess_env(PYTHONPATH=os.pathsep.join(
+                                  [str(tmp_path), str(ROOT)])))
+    try:
+        import importlib
+        sys.path.insert(0, str(tmp_path))
+        mod = importlib.import_module("claimed_sweep")
+        rec = mod.f.memo_recorder
+        deadline = time.monotonic() + 60
+        while not rec.busy({"x": 0}):  # the other process has claimed x=0
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.05)
+        report = Runner("serial").run(mod.f, grid(x=range(5)))
+        assert holder.wait(timeout=60) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        if holder.poll() is None:
+            holder.kill()
+    assert mod.calls == [1, 2, 3, 4]  # x=0 went last, and was not computed twice
+    assert report.ok and report.done + report.skipped == 5
+    records = load(path, errors="raise")
+    assert sorted(r["x"] for r in records) == [0, 1, 2, 3, 4]
+    assert {r["pid"] for r in records if r["x"] == 0} == {holder.pid}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -15,25 +17,17 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
-from jsonl_lines import lines  # noqa: E402
+from helpers import env, lines, served_fixture  # noqa: E402, F401 - the served fixture
 
 import memo  # noqa: E402
 from memo.serve import ServerProcess  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from memo.web.server import check_settings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def refusing(tmp_path_factory):
     """One server for the many refused bodies: none of them may add anything to its file."""
     path = tmp_path_factory.mktemp("refusing") / "served.jsonl"
-    with ServerProcess(path) as server:
-        yield server, str(path)
-
-
-@pytest.fixture
-def served(tmp_path):
-    path = tmp_path / "served.jsonl"
     with ServerProcess(path) as server:
         yield server, str(path)
 
@@ -47,7 +41,7 @@ def test_single_records_and_batches_arrive_once(served):
         assert r.json() == {"written": 2, "duplicates": 0}
         status = c.get(server.url).json()
     assert lines(path) == [{"a": 1, "_memo_id": "one"}, {"b": 2, "_memo_id": "two"}, {"c": 3}]
-    assert status["written"] == 3 and status["path"] == path
+    assert status["written"] == 3 and status["file"] == "served.jsonl"
 
 
 def test_the_same_id_is_stored_once_also_in_a_batch_and_under_a_race(served):
@@ -141,7 +135,11 @@ def test_bodies_over_the_limit_get_413_and_write_nothing(tmp_path):
     b'[{"a": 1}, {"b": 2, "_memo_id": ""}]',
     b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01s.",  # a pickle
     b'{"a": 1}\n{"b": 2}',
-])
+    b"[" * 5000 + b"]" * 5000,  # nested too deeply for any decoder
+    b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    b'{"a": 1, "$nonfinite": 5}',  # memo's own encodings, malformed
+    b'{"a": 1, "$nonfinite": ["/a"]}',
+], ids=lambda body: repr(body[:24]))
 def test_bodies_that_are_not_records_get_400_and_write_nothing(refusing, body):
     server, path = refusing
     r = httpx.post(server.url, content=body, headers={"Content-Type": "application/json"})
@@ -223,7 +221,7 @@ def test_binds_loopback_by_default_and_prints_where(tmp_path):
 
 def test_cli_lists_serve_and_resend():
     out = subprocess.run([sys.executable, "-m", "memo", "--help"], capture_output=True,
-                         text=True, env=dict(os.environ, PYTHONPATH=ROOT), check=True).stdout
+                         text=True, env=env(), check=True).stdout
     assert "serve" in out and "resend" in out
 
 
@@ -233,6 +231,108 @@ def test_without_the_web_extra_serve_names_the_install(tmp_path, module):
             "from memo.cli import main\n"
             f"sys.exit(main(['serve', {str(tmp_path / 'x.jsonl')!r}, '--port', '0']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+                          env=env(), timeout=60)
     assert proc.returncode == 2
-    assert "pip install 'memo[web]'" in proc.stderr
+    assert f"memo serve needs {module}" in proc.stderr and "'.[serve]'" in proc.stderr
+
+
+def test_get_does_not_reveal_where_the_file_is(served):
+    server, path = served
+    answer = httpx.get(server.url)
+    assert answer.status_code == 200 and answer.json()["file"] == "served.jsonl"
+    assert os.path.dirname(path) not in answer.text
+
+
+def _serve(*args, extra_env=None, timeout=30):
+    """``memo serve`` that must refuse to start: it has ``timeout`` seconds to say so."""
+    return subprocess.run([sys.executable, "-m", "memo", "serve", *map(str, args)],
+                          capture_output=True, text=True, env=env(**(extra_env or {})),
+                          timeout=timeout)
+
+
+def test_an_empty_token_is_an_error(tmp_path):
+    target = tmp_path / "x.jsonl"
+    for args, extra in [(["--token", ""], None), ([], {"MEMO_TOKEN": ""}),
+                        (["--token", "  "], None)]:
+        done = _serve(target, "--port", "0", *args, extra_env=extra)
+        assert done.returncode == 2, (args, extra, done.stdout)
+        assert "token is empty" in done.stderr
+    assert not target.exists()
+
+
+def test_a_non_loopback_address_needs_a_token_or_an_explicit_flag(tmp_path):
+    done = _serve(tmp_path / "x.jsonl", "--host", "0.0.0.0", "--port", "0")
+    assert done.returncode == 2
+    assert "not a loopback address" in done.stderr and "--insecure-no-token" in done.stderr
+    settings = dict(port=0, max_body=10, idle_timeout=1.0, body_timeout=1.0,
+                    max_connections=10)
+    warned = check_settings(host="0.0.0.0", token=None, insecure_no_token=True, **settings)
+    assert len(warned) == 1 and "WARNING" in warned[0] and "without a token" in warned[0]
+    assert check_settings(host="0.0.0.0", token="t", insecure_no_token=False, **settings) == []
+    assert check_settings(host="localhost", token=None, insecure_no_token=False,
+                          **settings) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "99999"], "port from 0 to 65535"),
+    (["--port", "-1"], "port from 0 to 65535"),
+    (["--max-body", "-1"], "number of bytes >= 1"),
+    (["--max-body", "0"], "number of bytes >= 1"),
+    (["--idle-timeout", "0"], "seconds > 0"),
+    (["--max-connections", "0"], "a number >= 1"),
+])
+def test_bad_numbers_are_refused(tmp_path, args, message):
+    done = _serve(tmp_path / "x.jsonl", *args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_an_idle_or_half_open_connection_is_closed(tmp_path):
+    with ServerProcess(tmp_path / "x.jsonl", args=["--idle-timeout", "1"]) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        partial = socket.create_connection(("127.0.0.1", server.port))
+        partial.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+        start = time.monotonic()
+        for sock in (silent, partial):
+            sock.settimeout(20)
+            assert sock.recv(100) == b""  # closed by the server
+            sock.close()
+        assert time.monotonic() - start < 10
+
+
+def test_a_body_that_does_not_arrive_gets_408(tmp_path):
+    path = tmp_path / "x.jsonl"
+    with ServerProcess(path, args=["--body-timeout", "1"]) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.settimeout(20)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"a\": ")
+            assert sock.recv(100).startswith(b"HTTP/1.1 408")
+        assert httpx.post(server.url, json={"a": 1}).status_code == 200
+    assert lines(path) == [{"a": 1}]
+
+
+# an open-file limit many machines have by default (here, no way to raise it)
+_LOW_FD_LIMIT = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)); "
+                 "from memo.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.slow
+def test_a_client_gets_through_1100_half_open_connections(tmp_path):
+    path = tmp_path / "x.jsonl"
+    launcher = [sys.executable, "-c", _LOW_FD_LIMIT]
+    with ServerProcess(path, launcher=launcher) as server:
+        attackers = []
+        try:
+            for i in range(1100):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                if i % 2:
+                    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+                attackers.append(sock)
+            time.sleep(0.5)  # let the server accept them all
+            for i in range(3):
+                r = httpx.post(server.url, json={"a": i}, timeout=10)
+                assert r.status_code == 200
+        finally:
+            for sock in attackers:
+                sock.close()
+    assert lines(path) == [{"a": 0}, {"a": 1}, {"a": 2}]

@@ -55,7 +55,8 @@ def test_list_arrays_need_explicit_index(monkeypatch):
         shard(SETTINGS)
 
 
-def test_outside_slurm_needs_index_and_count(monkeypatch):
+def test_outside_slurm_needs_index_and_count(no_scheduler):
+    monkeypatch = no_scheduler
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     with pytest.raises(RuntimeError, match="SLURM_ARRAY_TASK_ID"):
         shard(SETTINGS)
@@ -97,3 +98,102 @@ def test_generators_are_accepted():
 def test_bad_arguments(args, error):
     with pytest.raises(error):
         shard(*args)
+
+
+# ------------------------------------------------------------- other schedulers
+
+SCHEDULER_VARS = ("SLURM_ARRAY_TASK_ID", "SGE_TASK_ID", "LSB_JOBINDEX", "PBS_ARRAY_INDEX",
+                  "PBS_ARRAYID", "JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX",
+                  "PARALLEL_SEQ")
+
+
+@pytest.fixture
+def no_scheduler(monkeypatch):
+    for name in SCHEDULER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _covers_once(parts):
+    seen = Counter(k for p in parts for k in _keys(p))
+    assert seen == Counter(_keys(SETTINGS)) and set(seen.values()) == {1}
+
+
+@pytest.mark.parametrize("first, last, step", [(1, 8, 1), (1, 29, 4), (0, 5, 1), (3, 3, 1)])
+def test_sge_array_tells_its_size(no_scheduler, first, last, step):
+    parts = []
+    for task in range(first, last + 1, step):
+        no_scheduler.setenv("SGE_TASK_ID", str(task))
+        no_scheduler.setenv("SGE_TASK_FIRST", str(first))
+        no_scheduler.setenv("SGE_TASK_LAST", str(last))
+        no_scheduler.setenv("SGE_TASK_STEPSIZE", str(step))
+        parts.append(shard(SETTINGS))
+    assert len(parts) == (last - first) // step + 1
+    _covers_once(parts)
+
+
+def test_sge_outside_an_array_is_not_an_array(no_scheduler):
+    no_scheduler.setenv("SGE_TASK_ID", "undefined")  # what SGE sets for plain jobs
+    with pytest.raises(RuntimeError, match="index= and count="):
+        shard(SETTINGS)
+
+
+@pytest.mark.parametrize("end, step", [(8, 1), (10, 3)])
+def test_lsf_array_from_one_tells_its_size(no_scheduler, end, step):
+    parts = []
+    for task in range(1, end + 1, step):
+        no_scheduler.setenv("LSB_JOBINDEX", str(task))
+        no_scheduler.setenv("LSB_JOBINDEX_END", str(end))
+        no_scheduler.setenv("LSB_JOBINDEX_STEP", str(step))
+        parts.append(shard(SETTINGS))
+    _covers_once(parts)
+
+
+def test_lsf_plain_job_has_index_zero(no_scheduler):
+    no_scheduler.setenv("LSB_JOBINDEX", "0")
+    with pytest.raises(RuntimeError, match="inside an array job"):
+        shard(SETTINGS)
+
+
+@pytest.mark.parametrize("variable, base, submit", [
+    ("PBS_ARRAY_INDEX", 0, "qsub -J 0-7"),
+    ("PBS_ARRAYID", 0, "qsub -t 0-7"),
+    ("JOB_COMPLETION_INDEX", 0, "completionMode: Indexed"),
+    ("AWS_BATCH_JOB_ARRAY_INDEX", 0, "size=8"),
+    ("PARALLEL_SEQ", 1, "parallel"),
+])
+def test_schedulers_without_a_size_need_count(no_scheduler, variable, base, submit):
+    no_scheduler.setenv(variable, str(base + 2))
+    with pytest.raises(RuntimeError, match=rf"{variable}={base + 2}.*pass count=") as info:
+        shard(SETTINGS)
+    assert submit in str(info.value)
+    parts = []
+    for task in range(base, base + 8):
+        no_scheduler.setenv(variable, str(task))
+        parts.append(shard(SETTINGS, count=8))
+    _covers_once(parts)
+    no_scheduler.setenv(variable, str(base + 8))  # a task beyond count: a clear error
+    with pytest.raises(ValueError, match=r"must be in 0\.\.7, got 8"):
+        shard(SETTINGS, count=8)
+
+
+def test_htcondor_passes_the_index(no_scheduler):
+    # arguments = $(Process) with "queue 4": the script reads its index from argv
+    _covers_once([shard(SETTINGS, index=int(p), count=4) for p in ["0", "1", "2", "3"]])
+
+
+def test_slurm_wins_over_others_and_the_first_found_is_reported(no_scheduler):
+    from memo._scheduler import array_task
+
+    _array_env(no_scheduler, list(range(4)), 2)
+    no_scheduler.setenv("PBS_ARRAYID", "1")
+    task = array_task()
+    assert (task.scheduler, task.index, task.count) == ("SLURM", 2, 4)
+    assert array_task({"PBS_ARRAYID": "1"}).scheduler == "Torque"
+    assert array_task({}) is None
+
+
+def test_not_a_number_names_the_variable(no_scheduler):
+    no_scheduler.setenv("JOB_COMPLETION_INDEX", "two")
+    with pytest.raises(ValueError, match="JOB_COMPLETION_INDEX='two'"):
+        shard(SETTINGS, count=3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from jsonl_lines import lines  # noqa: E402
+from helpers import env, lines, served_fixture  # noqa: E402, F401 - the served fixture
 
 import memo  # noqa: E402
 from memo.serve import ServerProcess  # noqa: E402
@@ -26,8 +25,7 @@ from memo.sinks.web import DeliveryError, DeliveryWarning  # noqa: E402
 
 np = pytest.importorskip("numpy")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=ROOT)
+ENV = env()
 
 
 def experiment(x: int, lr: float = 0.1) -> dict:
@@ -90,13 +88,6 @@ class Relay:
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a default spool lands here, never in the project
-
-
-@pytest.fixture
-def served(tmp_path):
-    path = tmp_path / "served.jsonl"
-    with ServerProcess(path) as server:
-        yield server, str(path)
 
 
 @pytest.fixture
@@ -239,21 +230,27 @@ def test_5xx_and_429_are_retried_with_backoff(served, relay, tmp_path):
     assert not (tmp_path / "spool.jsonl").exists()
 
 
-def test_other_4xx_are_not_retried(served, relay, tmp_path):
+def test_other_4xx_are_not_retried_and_a_refused_record_is_set_aside(served, relay, tmp_path):
     _, path = served
-    refusing = relay(["400"])
+    refusing = relay(["400", "401"])
     spool = tmp_path / "spool.jsonl"
-    with pytest.warns(DeliveryWarning, match="HTTP 400"):
-        memo.memweb(refusing.url, retries=3, backoff=0.01, spool=spool)(experiment)(1)
+    task = memo.memweb(refusing.url, retries=3, backoff=0.01, spool=spool)(experiment)
+    with pytest.warns(DeliveryWarning, match="HTTP 400.*set aside.*spool.refused.jsonl"):
+        task(1)  # 400: this record is refused for good
     assert len(refusing.bodies) == 1
-    assert lines(path) == [] and [r["x"] for r in lines(spool)] == [1]
+    assert lines(path) == [] and lines(spool) == []
+    assert [r["x"] for r in lines(tmp_path / "spool.refused.jsonl")] == [1]
+    with pytest.warns(DeliveryWarning, match="HTTP 401.*saved to"):
+        task(2)  # 401: the endpoint refuses us, not the record: spooled for later
+    assert len(refusing.bodies) == 2
+    assert [r["x"] for r in lines(spool)] == [2]
 
 
-def test_on_error_raise_raises_after_spooling(tmp_path):
+def test_errors_raise_raises_after_spooling(tmp_path):
     server = ServerProcess(tmp_path / "served.jsonl")
     server.stop()
     spool = tmp_path / "spool.jsonl"
-    task = memo.memweb(server.url, spool=spool, retries=0, on_error="raise")(experiment)
+    task = memo.memweb(server.url, spool=spool, retries=0, errors="raise")(experiment)
     with pytest.raises(DeliveryError, match="saved to the spool"):
         task(1)
     with pytest.raises(DeliveryError):
@@ -355,8 +352,12 @@ def test_a_record_with_the_id_key_is_refused(tmp_path):
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="http"):
         memo.memweb("ftp://example.org/")
-    with pytest.raises(ValueError, match="on_error"):
-        memo.memweb("http://127.0.0.1:9/", on_error="ignore")
+    with pytest.raises(ValueError, match="errors"):
+        memo.memweb("http://127.0.0.1:9/", errors="ignore")
+    with pytest.raises(ValueError, match="not both"):
+        memo.memweb("http://127.0.0.1:9/", retries=2, retry=memo.RetryPolicy(1))
+    with pytest.raises(ValueError, match="retries"):
+        memo.RetryPolicy(retries=-1)
     with pytest.raises(ValueError, match="batch"):
         memo.memweb("http://127.0.0.1:9/", batch=0)
 
@@ -367,8 +368,9 @@ def test_default_spool_is_named_after_the_endpoint(tmp_path, monkeypatch):
     assert log.memo_sink.spool.path == str(tmp_path / "memweb-spool-127.0.0.1-9-collect.jsonl")
 
 
-def test_without_httpx_memweb_names_the_install():
-    code = ("import sys; sys.modules['httpx'] = None\n"
+@pytest.mark.parametrize("module", ["httpx", "tenacity"])
+def test_without_a_client_dependency_memweb_names_the_install(module):
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
             "import memo\n"
             "try:\n"
             "    memo.memweb('http://127.0.0.1:9/')\n"
@@ -377,26 +379,65 @@ def test_without_httpx_memweb_names_the_install():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "pip install 'memo[web]'" in proc.stdout
+    assert f"memweb needs {module}" in proc.stdout and "'.[web]'" in proc.stdout
 
 
-def test_a_record_refused_for_good_stays_in_the_spool_without_stalling_the_sweep(tmp_path):
+def test_a_record_refused_for_good_is_set_aside_and_the_sweep_goes_on(tmp_path):
     path, spool = tmp_path / "served.jsonl", tmp_path / "spool.jsonl"
+    refused = tmp_path / "spool.refused.jsonl"
     with ServerProcess(path, max_body=300) as server:
         task = memo.memweb(server.url, spool=spool, retries=0, recheck=3600)(
             lambda x, pad="": {"y": x})
-        with pytest.warns(DeliveryWarning, match="HTTP 413"):
+        with pytest.warns(DeliveryWarning, match=r"HTTP 413.*set aside.*spool\.refused\.jsonl"):
             task(0, pad="z" * 500)  # too large for this server, whatever happens
-        with pytest.warns(DeliveryWarning, match="re-sending the spool .* failed"):
-            task(1)  # delivered; the spool is tried once and kept
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            task(2)  # delivered; no new attempt at the spool before recheck
-        cmd = [sys.executable, "-m", "memo", "resend", str(spool), server.url]
-        failed = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
-        assert failed.returncode == 1 and "413" in failed.stderr
+            task(1)
+            task(2)
     assert [r["x"] for r in lines(path)] == [1, 2]
-    assert [r["x"] for r in lines(spool)] == [0]
+    assert lines(spool) == []
+    assert [(r["x"], len(r["pad"])) for r in lines(refused)] == [(0, 500)]  # kept, unchanged
+
+
+def _spool_with_one_oversized_record(spool, n=1000):
+    from memo.serialize import dumps_line
+    from memo.web.wire import ID_KEY, new_id
+
+    records = [{"i": -1, "blob": "z" * 200_000, ID_KEY: new_id()}]
+    records += [{"i": i, ID_KEY: new_id()} for i in range(n)]
+    with open(spool, "wb") as f:
+        f.writelines(dumps_line(r) for r in records)
+
+
+@pytest.mark.parametrize("how", ["automatic", "resend", "resend --batch 1"])
+def test_one_oversized_record_does_not_block_the_thousand_behind_it(tmp_path, how):
+    path, spool = tmp_path / "served.jsonl", tmp_path / "spool.jsonl"
+    refused = tmp_path / "spool.refused.jsonl"
+    _spool_with_one_oversized_record(spool)
+    with ServerProcess(path, max_body=100_000) as server:
+        if how == "automatic":
+            task = memo.memweb(server.url, spool=spool, retries=0)(experiment)
+            with pytest.warns(DeliveryWarning, match="refused 1 record.*413.*set aside"):
+                task(5)  # delivered, then the spool is re-sent
+        else:
+            cmd = [sys.executable, "-m", "memo", "resend", str(spool), server.url]
+            cmd += how.split()[1:]
+            done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+            assert done.returncode == 1, done.stderr  # not everything was delivered
+            assert "sent 1000 record(s)" in done.stdout
+            assert "refused 1 record(s) for good" in done.stderr
+            assert str(refused) in done.stderr and "413" in done.stderr
+    got = [r["i"] for r in lines(path) if "i" in r]
+    assert sorted(got) == list(range(1000))  # every good record, once
+    assert lines(spool) == []
+    assert [len(r["blob"]) for r in lines(refused)] == [200_000]  # set aside, not dropped
+
+
+def test_on_error_is_the_deprecated_name_of_errors(tmp_path):
+    with pytest.warns(DeprecationWarning, match="errors=") as caught:
+        log = memo.memweb("http://127.0.0.1:9/", on_error="raise", spool=tmp_path / "s.jsonl")
+    assert caught[0].filename == __file__
+    assert log.memo_sink.errors == "raise"
 
 
 def test_a_proxy_from_the_environment_is_used(served, relay, monkeypatch, tmp_path):
@@ -420,3 +461,67 @@ def test_a_partial_batch_is_sent_after_flush_interval(served, tmp_path):
     while not lines(path) and time.monotonic() < deadline:
         time.sleep(0.05)  # no flush(): the sender thread sends on its own
     assert [r["x"] for r in lines(path)] == [1]
+
+
+def test_the_retry_policy_retries_only_what_may_pass_and_honours_retry_after():
+    from memo.web.retry import RetryPolicy
+
+    def script(*statuses, retry_after=0.0):
+        calls = []
+
+        def attempt():
+            calls.append(time.monotonic())
+            if len(calls) <= len(statuses):
+                raise DeliveryError("scripted", statuses[len(calls) - 1], retry_after)
+            return "done"
+
+        return attempt, calls
+
+    policy = RetryPolicy(retries=3, backoff=0.001)
+    attempt, calls = script(None, 503, 429)
+    assert policy.call(attempt) == "done" and len(calls) == 4
+    attempt, calls = script(503, 503, 503, 503)
+    with pytest.raises(DeliveryError):
+        policy.call(attempt)
+    assert len(calls) == 4  # the first attempt and three retries
+    for final in (400, 401, 413):
+        attempt, calls = script(final)
+        with pytest.raises(DeliveryError):
+            policy.call(attempt)
+        assert len(calls) == 1
+    attempt, calls = script(429, retry_after=0.3)
+    assert RetryPolicy(1, backoff=0).call(attempt) == "done"
+    assert calls[1] - calls[0] >= 0.29  # waited as the server asked
+    attempt, calls = script(429, retry_after=30)
+    assert RetryPolicy(1, backoff=0, max_delay=0.05).call(attempt) == "done"
+    assert calls[1] - calls[0] < 5  # but never longer than max_delay
+    import pickle
+    assert repr(pickle.loads(pickle.dumps(policy))) == repr(policy)
+
+
+def test_a_retry_policy_object_configures_memweb(served, relay, tmp_path):
+    _, path = served
+    flaky = relay(["503", "503"])
+    policy = memo.RetryPolicy(retries=2, backoff=0.001)
+    memo.memweb(flaky.url, retry=policy, spool=tmp_path / "s.jsonl")(experiment)(3)
+    assert len(flaky.bodies) == 3
+    assert [r["x"] for r in lines(path)] == [3]
+
+
+def test_a_pickled_sink_is_a_fresh_copy_with_the_same_settings(served, tmp_path):
+    import pickle
+
+    server, path = served
+    log = memo.memweb(server.url, token=None, batch=5, flush_interval=60, retries=1,
+                      spool=tmp_path / "s.jsonl", errors="raise")
+    sink = log.memo_sink
+    sink.write({"x": 1})  # a thread and a buffer of its own that the copy must not share
+    copy = pickle.loads(pickle.dumps(sink))
+    assert copy is not sink and copy.batcher is not sink.batcher
+    assert (copy.url, copy.spool.path, copy.errors, copy.batcher.size) == \
+        (sink.url, sink.spool.path, "raise", 5)
+    assert repr(copy.sender.retry) == repr(sink.sender.retry)
+    copy.write({"x": 2})
+    copy.flush()
+    sink.flush()
+    assert sorted(r["x"] for r in lines(path)) == [1, 2]

@@ -171,7 +171,7 @@ def test_a_memfile_function_from_main_runs_in_loky(tmp_path):
     script = tmp_path / "sweep.py"
     script.write_text(
         "import memo\n"
-        "@memo.memfile(filepath='out.jsonl', skip=True)\n"
+        "@memo.memfile(path='out.jsonl', skip=True)\n"
         "def square(x):\n"
         "    return {'y': x * x}\n"
         "if __name__ == '__main__':\n"

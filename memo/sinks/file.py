@@ -5,16 +5,18 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
-from ..call import META_KEY, Call
+from .. import rescue
+from ..call import Call
+from ..claims import Claims
 from ..pipeline import recorder
 from ..resume import FileIndex, Identity
 from ..serialize import dumps_line
 from ..shardfile import ShardWriter, sources
 from ..writer import AppendWriter, WriteError
-from .. import rescue
 
 __all__ = ["FileSink", "memfile"]
 
@@ -32,16 +34,16 @@ class FileSink:
 
     where = "worker"
 
-    def __init__(self, filepath: str | os.PathLike[str], *, durable: bool = False,
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
                  fallback: Callable[[Any], Any] | None = None, lock: str = "auto",
                  timeout: float | None = None,
-                 mode: Literal["shared", "shard"] = "shared") -> None:
-        if callable(filepath) and not isinstance(filepath, (str, os.PathLike)):
+                 mode: Literal["shared", "shard"] = "shared", claim: bool = False) -> None:
+        if callable(path) and not isinstance(path, (str, os.PathLike)):
             raise TypeError("memfile needs the path of the file to write: "
                             "write @memfile('results.jsonl'), not a bare @memfile")
-        self.path = os.path.abspath(os.fspath(filepath))
+        self.path = os.path.abspath(os.fspath(path))
         self._settings = {"durable": durable, "fallback": fallback, "lock": lock,
-                          "timeout": timeout, "mode": mode}
+                          "timeout": timeout, "mode": mode, "claim": claim}
         self.mode = mode
         self.fallback = fallback
         self.writer: AppendWriter | ShardWriter
@@ -51,9 +53,8 @@ class FileSink:
             if lock == "none":
                 raise ValueError("lock='none' would let writers of a shared file interleave; "
                                  "for lock-free writing use mode='shard'")
-            self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout,
-                                       encode=encode)
-            append = self.writer.append
+            self.writer = AppendWriter(self.path, durable=durable, lock=lock, timeout=timeout)
+            append: Callable[[Any], Any] = self.writer.append
         elif mode == "shard":
             if lock not in ("auto", "none"):
                 raise ValueError(f"mode='shard' takes no lock (each writer has its own file); "
@@ -61,11 +62,14 @@ class FileSink:
             self.writer = ShardWriter(self.path, durable=durable)
             shard_append = self.writer.append
 
-            def append(record: Any, _encode: Any = encode) -> Any:
-                return shard_append(_encode(record))
+            append = shard_append
         else:
             raise ValueError(f"mode={mode!r} is not 'shared' or 'shard'")
         self._append = append
+        self._encode = encode
+        # claims are written like the data: with its lock (shard mode: a lock of their own)
+        self.claims = Claims(self.path, lock=lock if mode == "shared" else "auto") \
+            if claim else None
         self._indexes: list[FileIndex] = []
         self._index_lock = threading.Lock()
         self.write = self._write_plain  # type: ignore[method-assign]
@@ -75,18 +79,20 @@ class FileSink:
         return (functools.partial(FileSink, **self._settings), (self.path,))  # type: ignore[arg-type]
 
     def _write_plain(self, record: dict[str, Any], call: Call) -> Any:
-        record[META_KEY] = call.meta
+        line = self._encode(record)  # a bad value raises here: nothing is written
+        tail = call._tail or call.tail()  # call.line(), inlined: this is the hot path
+        line = line[:-2] + tail if len(line) > 3 else b"{" + tail[1:]
         try:
-            return self._append(record)
+            return self._append(line)
         except WriteError as exc:
-            self._rescue(record, exc)
+            self._rescue(line, exc)
 
     def _write_noted(self, record: dict[str, Any], call: Call) -> Any:
-        record[META_KEY] = call.meta
+        line = call.line(self._encode(record))
         try:
-            span = self._append(record)
+            span = self._append(line)
         except WriteError as exc:
-            self._rescue(record, exc)
+            self._rescue(line, exc)
         if call.key is not None and not (record.get("status") == "error"):
             path = self.path if self.mode == "shared" else self.writer.path  # type: ignore[union-attr]
             for index in self._indexes:
@@ -112,9 +118,8 @@ class FileSink:
             raise WriteError(exc.errno, f"cannot append records to {path}: "
                              f"{exc.strerror or exc}") from exc
 
-    def _rescue(self, record: dict[str, Any], exc: WriteError) -> None:
+    def _rescue(self, line: bytes, exc: WriteError) -> None:
         """A computed record the file refused (a full disk): keep it elsewhere, then raise."""
-        line = dumps_line(record, self.fallback)
         saved = rescue.save(self.path, line)
         if saved is None:
             raise WriteError(exc.errno, f"{exc.strerror}; the record could not be saved "
@@ -131,6 +136,7 @@ class FileSink:
         else:
             target = self.path
             index = FileIndex(identity, lambda: sources(target), many=True)
+        index.claims = self.claims
         with self._index_lock:
             self._indexes.append(index)
         self.write = self._write_noted  # type: ignore[method-assign]
@@ -140,13 +146,15 @@ class FileSink:
         """Nothing is buffered: each record is in the file when the call returns."""
 
     def close(self) -> None:
+        if self.claims is not None:
+            self.claims.close()
         self.writer.close()
         for index in self._indexes:
             index.close()
 
 
 def memfile(
-    filepath: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     skip: bool | str = False,
     retry_failed: bool = True,
@@ -158,10 +166,12 @@ def memfile(
     timeout: float | None = None,
     mode: Literal["shared", "shard"] = "shared",
     version: str | None = None,
+    claim: bool = False,
+    filepath: str | os.PathLike[str] | None = None,
 ) -> Callable[[F], F]:
-    """Append one JSON line per call to ``filepath``; safe for many processes at once.
+    """Append one JSON line per call to ``path``; safe for many processes at once.
 
-    ``mode="shared"`` (default): every process appends to ``filepath`` itself, each
+    ``mode="shared"`` (default): every process appends to ``path`` itself, each
     line written whole under an inter-process lock. ``lock`` picks the lock:
     ``"auto"`` (``posix`` with a flush before unlocking on NFS, Lustre, BeeGFS,
     GPFS and other cluster filesystems, ``flock`` elsewhere; the ``MEMO_LOCK``
@@ -170,7 +180,7 @@ def memfile(
     wait for the lock (:class:`memo.locking.LockTimeout`).
 
     ``mode="shard"``: every process appends, without locks, to its own file in
-    ``<filepath>.shards/``; ``memo.load(filepath)`` reads them all, and
+    ``<path>.shards/``; ``memo.load(path)`` reads them all, and
     ``memo.merge`` combines them into one file.
 
     ``durable=True`` fsyncs each record before the call returns (survives a
@@ -182,11 +192,31 @@ def memfile(
     (``module.qualname``), the same version of its code (a fingerprint of its
     source, or ``version=``) and the same arguments. ``skip="arguments"`` accepts
     records of any version of the code. Failed calls are retried unless
-    ``retry_failed=False``. ``include``/``exclude`` choose the arguments kept in
+    ``retry_failed=False``.
+
+    ``claim=True`` (with ``skip``): before computing a call, claim it in
+    ``<path>.claims``, so that several runs of the same sweep at once (identical
+    SLURM array tasks, two terminals) never compute a setting twice: a call another
+    live process has claimed waits for its record (a :class:`memo.Runner` runs other
+    settings first), and a claim whose process died is taken over (:mod:`memo.claims`).
+
+    ``include``/``exclude`` choose the arguments kept in
     the record; ``fallback`` (e.g. ``repr``) turns values memo cannot encode into
     ones it can, instead of raising :class:`memo.SerializationError`.
     """
-    sink = FileSink(filepath, durable=durable, fallback=fallback, lock=lock, timeout=timeout,
-                    mode=mode)
+    if filepath is not None:  # the 0.2 name of the first argument
+        if path is not None:
+            raise TypeError("memfile() got both path and filepath; pass the path once")
+        warnings.warn("memfile(filepath=...) is now memfile(path=...)", DeprecationWarning,
+                      stacklevel=2)
+        path = filepath
+    if path is None:
+        raise TypeError("memfile() needs the path of the file to write, "
+                        "as in @memfile('results.jsonl')")
+    if claim and not skip:
+        raise ValueError("claim=True needs skip=True: a claimed call that another process "
+                         "recorded is skipped through the file's index")
+    sink = FileSink(path, durable=durable, fallback=fallback, lock=lock, timeout=timeout,
+                    mode=mode, claim=claim)
     return recorder(sink, skip=skip, retry_failed=retry_failed, include=include, exclude=exclude,
                     version=version)

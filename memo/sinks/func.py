@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, overload
 
 from ..pipeline import recorder
 from ..serialize import dumps_line
@@ -69,8 +69,20 @@ def memfunc(
     return recorder(CallbackSink(callback), include=include, exclude=exclude)
 
 
+@overload
+def memstdout(func: F, /) -> F: ...
+
+
+@overload
+def memstdout(func: None = None, /, *, stream: IO[str] | None = None,
+              fallback: Callable[[Any], Any] | None = None,
+              include: Iterable[str] | None = None,
+              exclude: Iterable[str] | None = None) -> Callable[[F], F]: ...
+
+
 def memstdout(
     func: F | None = None,
+    /,
     *,
     stream: IO[str] | None = None,
     fallback: Callable[[Any], Any] | None = None,

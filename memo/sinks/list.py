@@ -69,6 +69,8 @@ def _release(key: int) -> None:
 class _Resume:
     """``skip=True`` over a list: look up a call among the records the list holds now."""
 
+    claims = None  # one process's list: nobody else computes its calls
+
     def __init__(self, sink: ListSink, identity: Identity) -> None:
         self.sink = sink
         self.index = ListIndex(identity)

@@ -13,14 +13,12 @@ is created. ``wandb`` is imported when :func:`memwandb` is called, not before.
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .._util import missing
 from ..pipeline import recorder
-from ..record import as_mapping
 from ..serialize import dumps, loads
 
 __all__ = ["WandbSink", "memwandb"]
@@ -32,12 +30,20 @@ def _wandb() -> Any:
     try:
         import wandb
     except ImportError:
-        raise ImportError("memwandb needs wandb: pip install 'memo[wandb]'") from None
+        raise missing("memwandb", "wandb", "wandb") from None
     return wandb
 
 
 class WandbSink:
-    """Starts, fills and finishes one W&B run per record."""
+    """Starts, fills and finishes one W&B run per record.
+
+    Which keys of a record are the call's arguments (the run's config) and which are
+    outputs (its summary) comes with each record, from the ``call`` the pipeline
+    hands :meth:`write` (``call.arguments``), so calls from many threads at once
+    never mix their splits.
+    """
+
+    where = "worker"  # each process logs its own runs
 
     def __init__(self, project: str | None = None, *, entity: str | None = None,
                  group: str | None = None, tags: Sequence[str] | None = None,
@@ -48,6 +54,9 @@ class WandbSink:
                  fallback: Callable[[Any], Any] | None = None) -> None:
         if isinstance(tags, str):
             raise TypeError("memwandb(tags=...) takes a list of tags, not a string")
+        self._settings = dict(project=project, entity=entity, group=group, tags=tags,
+                              job_type=job_type, name=name, notes=notes, dir=dir, mode=mode,
+                              init_kwargs=init_kwargs, fallback=fallback)
         self.wandb = _wandb()
         self.init_kwargs: dict[str, Any] = {
             k: v for k, v in dict(project=project, entity=entity, group=group,
@@ -62,12 +71,14 @@ class WandbSink:
         self.name = name
         self.fallback = fallback
 
-    where = "worker"
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickled as its settings (the Runner sends sinks to workers), not its wandb module."""
+        return (_rebuild, (self._settings,))
 
     def write(self, record: dict[str, Any], call: Any) -> None:
         arguments = set(call.arguments)
         config = {k: v for k, v in record.items() if k in arguments}
-        summary = {k: v for k, v in record.items() if k not in arguments}
+        summary = {k: record[k] for k in call.outputs(record)}
         # through the one serialization layer, before a run exists: a bad value starts no run
         config_json = loads(dumps(config, self.fallback), tags=False)
         summary_json = loads(dumps(summary, self.fallback), tags=False)
@@ -85,11 +96,10 @@ class WandbSink:
             raise
         run.finish()
 
-    def flush(self) -> None:
-        pass
 
-    def close(self) -> None:
-        pass
+def _rebuild(settings: dict[str, Any]) -> WandbSink:
+    settings = dict(settings)
+    return WandbSink(settings.pop("project"), **settings)
 
 
 def memwandb(

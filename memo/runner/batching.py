@@ -1,0 +1,93 @@
+"""Batches: what one batch of calls sends back, and how many calls go in a batch.
+
+A batch is a list of numbered settings handed to a worker in one message; its
+outcome (:class:`BatchOut`) carries counts, the failures, the records headed for
+sinks that live in the parent, and return values when the caller wants them.
+Batch sizes adapt so that a batch takes about 50 ms (:class:`BatchSizer`): long
+enough that sending it costs little, short enough that the tail of a run stays
+balanced across workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .report import Failure
+
+__all__ = ["BatchOut", "BatchSizer", "Shipped", "lost"]
+
+TARGET_BATCH_SECONDS = 0.05  # batches this long keep the per-batch cost near 1% of 1 ms calls
+MIN_BATCH_SECONDS = 0.005  # the tail's batches are not cut shorter than this: more of them
+# would cost more round trips to the parent than the balance between workers gains
+MAX_BATCH = 10_000
+
+# records for the parent's sinks: (position of the recorder, [record, ...], [call, ...])
+Shipped = tuple[int, list[dict[str, Any]], list[Any]]
+
+
+@dataclass
+class BatchOut:
+    """What a batch of calls sends back: small, and cheap to pickle."""
+
+    done: int
+    failures: list[Failure]
+    records: list[Shipped]
+    results: list[tuple[int, Any]] | None
+    seconds: float
+
+    def add(self, other: BatchOut) -> None:
+        """Fold ``other`` into this outcome (a SLURM task sums its calls)."""
+        self.done += other.done
+        self.failures += other.failures
+        self.records += other.records
+        if self.results is not None and other.results:
+            self.results += other.results
+        self.seconds += other.seconds
+
+
+def lost(batch: list[tuple[int, Mapping[str, Any]]], why: str,
+         error_type: str = "WorkerError") -> BatchOut:
+    """The outcome of a batch whose worker did not report back: every call failed."""
+    return BatchOut(len(batch), [Failure(i, s, error_type, why) for i, s in batch], [],
+                    None, 0.0)
+
+
+class BatchSizer:
+    """Batch sizes: a fixed ``chunksize``, or adapted to the measured time per call."""
+
+    def __init__(self, fixed: int | None, workers: int, total: int | None,
+                 target: float = TARGET_BATCH_SECONDS) -> None:
+        self.fixed = fixed
+        self.target = target
+        self.workers = workers
+        self.total = total
+        self.taken = 0
+        self.per_call: float | None = None
+        self._seconds = self._calls = 0.0  # decayed sums: long batches count for more
+
+    def size(self) -> int:
+        if self.fixed is not None:
+            n = self.fixed
+        elif self.per_call is None:
+            n = 1
+        else:
+            n = int(min(MAX_BATCH, max(1, self.target / max(self.per_call, 1e-7))))
+            if self.total is not None:  # keep a few batches per worker for the tail
+                left = self.total - self.taken
+                tail = max(math.ceil(left / (4 * self.workers)),
+                           int(MIN_BATCH_SECONDS / max(self.per_call, 1e-7)))
+                n = max(1, min(n, tail))
+        self.taken += n
+        return n
+
+    def observe(self, out: BatchOut) -> None:
+        # the time per call over the recent batches, weighted by their calls: the first
+        # batches of one call measure mostly the cost of a batch, and must not keep the
+        # next ones small for long
+        if out.done and out.seconds > 0:
+            self._seconds = 0.5 * self._seconds + out.seconds
+            self._calls = 0.5 * self._calls + out.done
+            self.per_call = self._seconds / self._calls

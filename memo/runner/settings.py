@@ -1,0 +1,140 @@
+"""The settings of a run: checked to be mappings, numbered, and sorted out for ``skip=True``.
+
+:class:`Indexed` hands out numbered settings in batches, as the backends ask for
+them (a generator is never read further than the calls in flight need). When the
+function's outermost recorder has ``skip=True`` it first asks that recorder, in
+the parent: a setting already recorded is counted as skipped and never sent to a
+worker (a rerun of a finished sweep submits nothing); a setting another run has
+claimed (``recorder.busy``) is put back to the end, and asked about again then.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from itertools import islice
+from typing import Any
+
+__all__ = ["Indexed", "Item", "Skipper", "check_settings"]
+
+Item = tuple[int, Mapping[str, Any]]
+
+
+def check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | None]:
+    """An iterator over ``settings`` (checked to be mappings) and its length if known."""
+    if isinstance(settings, (Mapping, str, bytes)) or not isinstance(settings, Iterable):
+        hint = "; wrap a single setting in a list: [settings]" if isinstance(settings, Mapping) \
+            else ""
+        raise TypeError(
+            f"Runner.run(settings=...) needs an iterable of mappings such as grid(...), "
+            f"got {type(settings).__name__}{hint}"
+        )
+    total = len(settings) if isinstance(settings, Sized) else None
+    if total is not None and hasattr(settings, "__getitem__"):
+        for i, s in enumerate(settings):
+            _check_one(i, s)
+        return iter(settings), total
+
+    def checked() -> Iterator[Mapping[str, Any]]:
+        for i, s in enumerate(settings):
+            _check_one(i, s)
+            yield s
+
+    return checked(), total
+
+
+def _check_one(i: int, s: Any) -> None:
+    if type(s) is not dict and not isinstance(s, Mapping):  # (dicts skip the ABC check)
+        raise TypeError(
+            f"Runner.run(settings=...) needs an iterable of mappings (keyword arguments "
+            f"for the function); item {i} is {type(s).__name__}: {s!r:.80}"
+        )
+
+
+class Skipper:
+    """Asks the outermost recorder (``skip=True``) about each setting before it is sent."""
+
+    def __init__(self, recorder: Any, on_skip: Callable[[int, Mapping[str, Any]], None]) -> None:
+        self.done = recorder.done
+        self.busy = getattr(recorder, "busy", None)
+        self.on_skip = on_skip
+
+    def decide(self, item: Item, last_chance: bool) -> str:
+        """``"skip"``, ``"defer"`` (claimed by another run) or ``"run"``."""
+        if self.done(item[1]):
+            self.on_skip(*item)
+            return "skip"
+        if not last_chance and self.busy is not None and self.busy(item[1]):
+            return "defer"
+        return "run"
+
+
+class Indexed:
+    """Numbers the settings as they are taken; remembers them to name failed ones."""
+
+    def __init__(self, items: Iterator[Mapping[str, Any]], total: int | None,
+                 skipper: Skipper | None = None) -> None:
+        self._items = items
+        self.total = total
+        self.skipper = skipper
+        self._lock = threading.Lock()
+        self._by_index: dict[int, Mapping[str, Any]] = {}
+        self._deferred: list[Item] = []
+        self._ended = False
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def take(self, n: int) -> list[Item]:
+        """Up to ``n`` settings to run (fewer only when none are left)."""
+        out: list[Item] = []
+        with self._lock:
+            if self.error is not None:
+                return out
+            try:
+                if self.skipper is None and self.total is not None:
+                    # a checked sequence (the common case): no call per setting
+                    chunk = list(islice(self._items, n))
+                    self._ended = len(chunk) < n
+                    out = list(zip(range(self.count, self.count + len(chunk)), chunk))
+                    self._by_index.update(out)
+                    self.count += len(chunk)
+                while len(out) < n and not self._ended:
+                    s = next(self._items, None)
+                    if s is None:
+                        self._ended = True
+                        break
+                    item = (self.count, s)
+                    self.count += 1
+                    self._offer(item, out, last_chance=False)
+            except Exception as exc:  # a bad item, or the generator itself failed
+                self.error = exc
+                return out
+            while len(out) < n and self._deferred:  # claimed elsewhere: ask once more
+                self._offer(self._deferred.pop(0), out, last_chance=True)
+        return out
+
+    def _offer(self, item: Item, out: list[Item], last_chance: bool) -> None:
+        verdict = "run" if self.skipper is None else self.skipper.decide(item, last_chance)
+        if verdict == "run":
+            self._by_index[item[0]] = item[1]
+            out.append(item)
+        elif verdict == "defer":
+            self._deferred.append(item)
+
+    def __iter__(self) -> Iterator[Item]:
+        while batch := self.take(1):
+            yield batch[0]
+
+    def all(self) -> list[Item]:
+        """Every remaining setting (for backends that need the whole list up front)."""
+        return self.take(sys.maxsize)
+
+    def forget(self, batch: list[Item]) -> None:
+        """Drop settings whose outcome was delivered (failures already hold theirs)."""
+        with self._lock:
+            for index, _ in batch:
+                self._by_index.pop(index, None)
+
+    def settings_of(self, index: int) -> Mapping[str, Any]:
+        return self._by_index.get(index, {})
