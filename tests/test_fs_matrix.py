@@ -497,10 +497,6 @@ for i in range(n):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "Spool.drain takes flock on the spool while its appenders (AppendWriter, lock='auto') "
-    "take a POSIX lock on a cluster filesystem: the two do not exclude each other, so "
-    "records appended during a drain are cut by its truncate (100-160 of 600 lost here)"))
 @pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
 def test_resend_on_the_other_client_while_writers_spool(cluster, tmp_path):
     """``memo resend`` drains a spool on client B while processes on A and B add to it:
