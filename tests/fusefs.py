@@ -142,6 +142,7 @@ def _operations(backing: str, locks: str, cache: str, actimeo: float):  # noqa: 
         # lock request waiting here does not block a rename of the same file (merge's)
         flag_nopath = True
         flag_nullpath_ok = True
+        ioctl = None  # fusepy's ioctl cannot take the missing path; the kernel says ENOTTY
 
         def __init__(self) -> None:
             self.mutex = threading.RLock()

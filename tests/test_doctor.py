@@ -63,7 +63,7 @@ def test_on_this_machines_disk(tmp_path):
     text = run_doctor(str(tmp_path), *FAST)
     assert text.returncode == 0, text.stderr
     assert f"filesystem:     {report['mount']['type']}" in text.stdout
-    assert "O_EXCL create: works" in text.stdout
+    assert "O_EXCL create:  works" in text.stdout
     assert "lock=flock" in text.stdout and "memo will use:  lock='flock'" in text.stdout
     assert "0 lost, 0 duplicated, 0 torn" in text.stdout
 

@@ -31,12 +31,12 @@ HOSTS = ("hosta", "hostb")
 
 # the rows: behaviour of the simulated clients (see tests/fusefs.py)
 ROWS = {
-    "nfs": dict(locks="shared", cache="nfs", subtype="nfs"),
+    "nfs": dict(locks="shared", cache="nfs", subtype="nfs", actimeo=30),
     "lustre-flock": dict(locks="shared", cache="coherent", subtype="lustre"),
     "lustre-localflock": dict(locks="local", cache="coherent", subtype="lustre"),
     "lustre-noflock": dict(locks="refuse", cache="coherent", subtype="lustre"),
-    "beegfs-default": dict(locks="local", cache="nfs", subtype="beegfs"),
-    "beegfs-global": dict(locks="shared", cache="nfs", subtype="beegfs"),
+    "beegfs-default": dict(locks="local", cache="nfs", subtype="beegfs", actimeo=30),
+    "beegfs-global": dict(locks="shared", cache="nfs", subtype="beegfs", actimeo=30),
     "gpfs": dict(locks="shared", cache="coherent", subtype="gpfs"),
     "cephfs": dict(locks="shared", cache="coherent", subtype="ceph"),
 }
@@ -497,10 +497,6 @@ for i in range(n):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "Spool.drain takes flock on the spool while its appenders (AppendWriter, lock='auto') "
-    "take a POSIX lock on a cluster filesystem: the two do not exclude each other, so "
-    "records appended during a drain are cut by its truncate (100-160 of 600 lost here)"))
 @pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
 def test_resend_on_the_other_client_while_writers_spool(cluster, tmp_path):
     """``memo resend`` drains a spool on client B while processes on A and B add to it:
