@@ -378,17 +378,18 @@ def hold(path: str | os.PathLike[str], lock: str = "auto",
     mutex = process_mutex(name)
     if not mutex.acquire(timeout=-1 if timeout is None else timeout):
         raise LockTimeout(name)
+    held: list[Callable[[], object]] = []
     try:
         os.makedirs(os.path.dirname(name), exist_ok=True)
+        if "soft" in modes:  # before the file is opened: on NFS, opening after the lock
+            soft = SoftLock(name, left())  # is what shows the size other clients left
+            soft.acquire()
+            soft.hold_renewed()
+            held.append(soft.release)
         fd = os.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        held: list[Callable[[], object]] = []
         try:
             for mode in modes:
                 if mode == "soft":
-                    soft = SoftLock(name, left())
-                    soft.acquire()
-                    soft.hold_renewed()
-                    held.append(soft.release)
                     continue
                 op = lock_function(mode, name, left())
                 if op is None:
@@ -402,8 +403,12 @@ def hold(path: str | os.PathLike[str], lock: str = "auto",
                 held.append(functools.partial(op, fd, fcntl.LOCK_UN))
             yield fd
         finally:
-            for release in reversed(held):
+            for release in reversed(held[1:] if "soft" in modes else held):
                 release()
             os.close(fd)
     finally:
-        mutex.release()
+        try:
+            if "soft" in modes and held:
+                held[0]()  # the lock file last
+        finally:
+            mutex.release()

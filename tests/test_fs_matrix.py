@@ -420,11 +420,6 @@ with memo.locking.hold(sys.argv[1], lock="soft") as fd:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "memo.locking.hold(lock='soft') opens the file before it takes the lock file, so on NFS "
-    "its descriptor shows the size cached when it opened: a rewrite under it drops the "
-    "records appended while it waited for the lock (10 of 10 here); it should open, or "
-    "reopen, the file after acquiring"))
 @pytest.mark.parametrize("cluster", ["nfs"], indirect=True)
 def test_soft_hold_sees_what_was_appended_while_it_waited(cluster):
     Path(cluster.path(0)).touch()
