@@ -116,3 +116,13 @@ def test_record_function_plans_every_file_the_function_writes(tmp_path):
         entry = _lines(p)[0]
         assert entry["fn"]["qualname"].endswith("f") and entry["cwd"] == os.getcwd()
         assert len(read(p)) == 3
+
+
+def test_a_runner_records_the_plan_of_the_files_it_writes(tmp_path):
+    import memo.status
+
+    path = tmp_path / "r.jsonl"
+    f = memo.memfile(path)(lambda x: {"y": x})
+    memo.Runner("serial").run(f, memo.grid(x=range(4)), progbar=False)
+    status = memo.status.summarize(path)
+    assert (status.planned, status.done, status.missing) == (4, 4, 0)

@@ -180,6 +180,10 @@ class Runner:
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
         items, total = check_settings(settings)
+        if isinstance(settings, (list, tuple)):  # the sweep's plan, beside the files it
+            from ..plan import record_function  # writes (for memo status)
+
+            record_function(func, settings)
         name = getattr(func, "__qualname__", repr(func))
         report = RunReport(func=name, total=total if total is not None else 0)
         progress = Progress(self.progbar if progbar is None else progbar, total, name,
