@@ -50,6 +50,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import replace
@@ -181,9 +182,14 @@ class Runner:
             raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
         items, total = check_settings(settings)
         if isinstance(settings, (list, tuple)):  # the sweep's plan, beside the files it
+            from .._util import user_stacklevel
             from ..plan import record_function  # writes (for memo status)
 
-            record_function(func, settings)
+            try:
+                record_function(func, settings)
+            except OSError as exc:  # a plan is for looking; the calls report unusable files
+                warnings.warn(f"the sweep's plan was not recorded: {exc}", RuntimeWarning,
+                              stacklevel=user_stacklevel())
         name = getattr(func, "__qualname__", repr(func))
         report = RunReport(func=name, total=total if total is not None else 0)
         progress = Progress(self.progbar if progbar is None else progbar, total, name,
