@@ -25,6 +25,7 @@ before the ``KeyboardInterrupt`` goes on.
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -63,7 +64,7 @@ class Run:
                    capture_records=capture_records)
 
 
-class Backend:
+class Backend(abc.ABC):
     """Runs the calls of a run. Subclasses implement :meth:`run`."""
 
     name = ""
@@ -80,8 +81,9 @@ class Backend:
         n = self.runner.n_jobs if self.runner.n_jobs is not None else -1
         return max(1, n if n > 0 else cores + 1 + n)
 
+    @abc.abstractmethod
     def run(self, run: Run) -> None:
-        raise NotImplementedError
+        """Run every call of ``run``, delivering batch results through it."""
 
 
 _REGISTRY: dict[str, type[Backend]] = {}
@@ -117,12 +119,13 @@ class PoolBackend(Backend):
     grace = 2.0  # seconds past the timeout before the parent stops a call itself
     startup = 30.0  # seconds a new pool's workers may take to start (fresh interpreters)
 
+    @abc.abstractmethod
     def open(self, run: Run) -> Executor:
-        raise NotImplementedError
+        """The executor the batches are submitted to."""
 
+    @abc.abstractmethod
     def task(self, run: Run) -> Callable[[Batch], BatchOut]:
         """The callable submitted with each batch."""
-        raise NotImplementedError
 
     def close(self, executor: Executor, *, hard: bool) -> None:
         """After the run (``hard=False``), or to stop its workers now (``hard=True``)."""
