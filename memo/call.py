@@ -77,19 +77,10 @@ class Call:
             meta["k"] = self.key
         return meta
 
-    def line(self, encoded: bytes) -> bytes:
-        """A record's line (``encoded``: its JSON object and newline) with ``$memo`` added.
-
-        The identity is serialized once per Call and spliced in before the closing
-        brace, which costs less than serializing it with every record.
-        """
-        tail = self._tail or self.tail()
-        if len(encoded) > 3:  # not the empty object
-            return encoded[:-2] + tail
-        return b"{" + tail[1:]
-
     def tail(self) -> bytes:
-        """``,"$memo":{...}}`` and the newline: what :meth:`line` puts after a record."""
+        """``,"$memo":{...}}`` and the newline, put before a record's closing brace
+        (:func:`memo.serialize.dumps_record`): the identity is serialized once per Call,
+        which costs less than serializing it with every record."""
         self._tail = b',"$memo":' + orjson.dumps(self.meta) + b"}\n"
         return self._tail
 

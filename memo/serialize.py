@@ -311,6 +311,21 @@ def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
     return out
 
 
+def dumps_record(record: dict[str, Any], tail: bytes, fallback: Fallback = None) -> bytes:
+    """``record`` as one line, with ``tail`` (``,"key":value}\n``) put before its closing
+    brace: what a file sink appends, a record and its ``$memo`` identity serialized once
+    (:meth:`memo.call.Call.tail`). The same checks as :func:`dumps_line`, in one call."""
+    try:
+        out = _orjson_dumps(record, default=_convert, option=_OPTS)
+    except TypeError:
+        out = _exact(record, fallback)
+    else:
+        if out.rpartition(b"null")[1] or out.rpartition(b'{"$')[1] or (
+                type(record) is dict and NONFINITE_KEY in record):
+            out = _exact(record, fallback)
+    return out[:-1] + tail if len(out) > 2 else b"{" + tail[1:]
+
+
 def dumps(obj: Any, fallback: Fallback = None) -> bytes:
     """``obj`` as strict JSON bytes, without the trailing newline."""
     return dumps_line(obj, fallback)[:-1]

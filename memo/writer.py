@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import locking
+from . import _watch, filesystem, locking
 from ._util import user_stacklevel
 from .exceptions import MemoError
 
@@ -36,6 +36,7 @@ __all__ = ["AppendWriter", "WriteError"]
 
 _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 _write, _lseek, _pread, _fstat = os.write, os.lseek, os.pread, os.fstat
+_ioctl, _FIONREAD, _EMPTY = fcntl.ioctl, _watch.FIONREAD, _watch.EMPTY  # mutable buffer: fast
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _LIVE: weakref.WeakSet[AppendWriter] = weakref.WeakSet()
 
@@ -74,6 +75,12 @@ class AppendWriter:
         self._lockop = locking.lock_function(mode, self.path, self.timeout)
         self._sync = os.fsync if self.durable else os.fdatasync if mode == "posix" else None
         self._by_path = mode == "posix"  # each append flushes anyway: a path check is cheap
+        # flock on a local filesystem: inotify says when the file was deleted or replaced
+        self._watchable = mode == "flock" and not self.durable and \
+            filesystem.mount_info(self.path).type in _watch.LOCAL_FILESYSTEMS
+        self._watcher: _watch.Watcher | None = None
+        self._seen = -1  # the watcher's generation when we last checked with fstat
+        self._queued = bytearray(4)  # FIONREAD's answer (the writer's own: under its mutex)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled as its settings (for cloudpickle, loky, submitit): a copy opens its own file."""
@@ -94,6 +101,10 @@ class AppendWriter:
                 os.close(fd)
                 raise
         self._fd, self._end = fd, -1
+        # after the watch is set, the first append checks with fstat (the path may have
+        # been replaced between our open and the watch); later appends only after an event
+        self._watcher = _watch.watch(self.path) if self._watchable else None
+        self._seen = -1
         return fd
 
     def _agree(self, fd: int) -> None:
@@ -132,10 +143,21 @@ class AppendWriter:
             except OSError as exc:
                 return self._lock_failed(exc, line)
             try:
-                st = _fstat(fd)  # one call: the end of the file, and whether it is still there
-                if not st.st_nlink or self._by_path and self._moved(st):
-                    fd, st = self._reopen_locked(fd, lockop)  # deleted or replaced
-                end = st.st_size
+                watcher = self._watcher
+                if watcher is not None and not _ioctl(watcher.fd, _FIONREAD, self._queued, True) \
+                        and self._queued == _EMPTY and self._seen == watcher.generation:
+                    end = _lseek(fd, 0, 2)  # no event since our last check: still our file
+                else:
+                    seen = watcher.generation if watcher is not None else -1
+                    if seen >= 0 and watcher.pending():  # type: ignore[union-attr]
+                        watcher.drain()  # type: ignore[union-attr]
+                        seen = watcher.generation  # type: ignore[union-attr]
+                    st = _fstat(fd)  # one call: the end of the file, and whether it is there
+                    if not st.st_nlink or self._by_path and self._moved(st):
+                        fd, st = self._reopen_locked(fd, lockop)  # deleted or replaced
+                        seen = -1  # a new watch: check it once more next time
+                    end = st.st_size
+                    self._seen = seen
                 if end != self._end and end and _pread(fd, 1, end - 1) != b"\n":
                     line = b"\n" + line  # end a torn fragment left by a dead writer
                 try:
@@ -270,6 +292,7 @@ class AppendWriter:
             except OSError:
                 pass
         self._fd, self._end = -1, -1
+        self._watcher, self._seen = None, -1  # the parent's inotify queue is not ours
         self._mutex = locking.process_mutex(self.path)  # the child's own (reset at fork)
         self._soft = None  # a FileLock made before fork refuses to work in the child
 
@@ -310,6 +333,7 @@ class AppendWriter:
             if self._fd >= 0:
                 os.close(self._fd)
             self._fd, self._end = -1, -1
+            self._watcher, self._seen = None, -1
 
 
 def _reset_after_fork() -> None:

@@ -19,6 +19,7 @@ import warnings
 import pytest
 
 import memo
+import memo._watch
 from memo.locking import SoftLock, hold
 from memo.serialize import SerializationError, dumps, loads
 
@@ -32,35 +33,83 @@ def _records(path) -> list[dict]:
 
 # ---- a writer follows its file ----------------------------------------------------------
 
-def test_a_writer_follows_a_file_replaced_by_someone_else(tmp_path):
+@pytest.fixture(params=["inotify", "fstat"])
+def noticing(request, monkeypatch):
+    """Both ways a writer notices a replaced file: an inotify event (local filesystems on
+    Linux) and fstat's link count (everywhere else)."""
+    if request.param == "fstat":
+        monkeypatch.setattr(memo._watch, "watch", lambda path: None)
+    return request.param
+
+
+def _uses(f, noticing) -> None:
+    """The writer really took the path under test (a test of the other would prove nothing)."""
+    watched = f.memo_sink.writer._watcher is not None
+    assert watched == (noticing == "inotify")
+
+
+def test_a_writer_follows_a_file_replaced_by_someone_else(tmp_path, noticing):
     path = tmp_path / "r.jsonl"
     f = memo.memfile(path)(lambda i: {"ok": True})
     f(1)
-    new = tmp_path / "new.jsonl"
-    new.write_text(path.read_text())  # someone's compaction, not memo's
-    os.replace(new, path)
-    f(2)
-    assert [r["i"] for r in _records(path)] == [1, 2]
+    _uses(f, noticing)
+    for i in range(2, 5):  # again and again: every replacement is noticed, not just the first
+        new = tmp_path / "new.jsonl"
+        new.write_text(path.read_text())  # someone's compaction, not memo's
+        os.replace(new, path)
+        f(i)
+    assert [r["i"] for r in _records(path)] == [1, 2, 3, 4]
 
 
-def test_a_writer_recreates_a_deleted_file(tmp_path):
+def test_a_writer_recreates_a_deleted_file(tmp_path, noticing):
     path = tmp_path / "r.jsonl"
     f = memo.memfile(path)(lambda i: {"ok": True})
     f(1)
+    _uses(f, noticing)
     os.unlink(path)
     f(2)
-    assert [r["i"] for r in _records(path)] == [2]
+    os.unlink(path)
+    f(3)
+    assert [r["i"] for r in _records(path)] == [3]
 
 
-def test_a_moved_file_keeps_the_records_written_before_the_next_look(tmp_path):
+def test_a_moved_file_keeps_the_records_written_before_the_next_look(tmp_path, noticing):
     """mv keeps the file's link: records go on into the moved file (nothing is lost)."""
     path, moved = tmp_path / "r.jsonl", tmp_path / "moved.jsonl"
     f = memo.memfile(path)(lambda i: {"ok": True})
     f(1)
+    _uses(f, noticing)
     os.rename(path, moved)
     f(2)
     found = [r["i"] for p in (path, moved) if p.exists() for r in _records(p)]
     assert sorted(found) == [1, 2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_forked_child_does_not_take_its_parents_notices(tmp_path):
+    """The inotify queue is the process's own: a child that reads events of its own must
+    not consume the event that tells the parent its file was replaced."""
+    path, other = tmp_path / "r.jsonl", tmp_path / "child.jsonl"
+    f = memo.memfile(path)(lambda i: {"ok": True})
+    f(1)
+    assert f.memo_sink.writer._watcher is not None
+    pid = os.fork()
+    if pid == 0:  # the child: replace the parent's file, then write (and drain) its own
+        code = 1
+        try:
+            new = tmp_path / "new.jsonl"
+            new.write_text(path.read_text())
+            os.replace(new, path)
+            g = memo.memfile(other)(lambda i: {"ok": True})
+            g(1)
+            os.chmod(other, 0o600)  # an event in the child's queue, drained by the next call
+            g(2)
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    f(2)
+    assert [r["i"] for r in _records(path)] == [1, 2]
 
 
 WRITER = textwrap.dedent("""

@@ -14,7 +14,7 @@ from ..call import Call
 from ..claims import Claims
 from ..pipeline import recorder
 from ..resume import FileIndex, Identity
-from ..serialize import dumps_line
+from ..serialize import dumps_record
 from ..shardfile import ShardWriter, sources
 from ..writer import AppendWriter, WriteError
 
@@ -47,8 +47,8 @@ class FileSink:
         self.mode = mode
         self.fallback = fallback
         self.writer: AppendWriter | ShardWriter
-        encode = dumps_line if fallback is None else functools.partial(dumps_line,
-                                                                        fallback=fallback)
+        encode = dumps_record if fallback is None else functools.partial(dumps_record,
+                                                                          fallback=fallback)
         if mode == "shared":
             if lock == "none":
                 raise ValueError("lock='none' would let writers of a shared file interleave; "
@@ -79,16 +79,14 @@ class FileSink:
         return (functools.partial(FileSink, **self._settings), (self.path,))  # type: ignore[arg-type]
 
     def _write_plain(self, record: dict[str, Any], call: Call) -> Any:
-        line = self._encode(record)  # a bad value raises here: nothing is written
-        tail = call._tail or call.tail()  # call.line(), inlined: this is the hot path
-        line = line[:-2] + tail if len(line) > 3 else b"{" + tail[1:]
+        line = self._encode(record, call._tail or call.tail())  # raises before writing
         try:
             return self._append(line)
         except WriteError as exc:
             self._rescue(line, exc)
 
     def _write_noted(self, record: dict[str, Any], call: Call) -> Any:
-        line = call.line(self._encode(record))
+        line = self._encode(record, call._tail or call.tail())
         try:
             span = self._append(line)
         except WriteError as exc:
