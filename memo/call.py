@@ -84,6 +84,19 @@ class Call:
         self._tail = b',"$memo":' + orjson.dumps(self.meta) + b"}\n"
         return self._tail
 
+    def keyed(self) -> Callable[[str], Call]:
+        """A maker of this call's identity for one set of arguments (``key`` given),
+        with its :meth:`tail` built from a part serialized here once: the hot path
+        of ``skip=True``, which makes a Call for every call."""
+        stem = self.tail()[:-3] + b',"k":"'  # ...,"a":[...] then the key, closing braces
+        function, version, arguments = self.function, self.version, self.arguments
+
+        def make(key: str) -> Call:
+            call = Call(function, version, arguments, key)
+            call._tail = stem + key.encode() + b'"}}\n'
+            return call
+        return make
+
     def outputs(self, record: Mapping[str, Any]) -> list[str]:
         """The keys of ``record`` that the function returned (or a decorator added)."""
         args = set(self.arguments)
@@ -205,9 +218,19 @@ def canonical(values: Mapping[str, Any]) -> bytes:
     the same argument; a float with an integral value equals the int (``1 == 1.0``, as
     in Python); ``True`` is not ``1`` (JSON keeps them apart); ``nan`` equals ``nan``.
     """
-    canon = {k: v if type(v) in _PLAIN or (  # finite, non-integral floats are canonical
+    if type(values) is dict:
+        for v in values.values():  # the common case: every value is canonical already
+            if type(v) not in _PLAIN and not (  # finite, non-integral floats are canonical
+                    type(v) is float and v - v == 0 and not v.is_integer()):
+                break
+        else:
+            return _sorted_json(values)
+    return _sorted_json({k: v if type(v) in _PLAIN or (
         type(v) is float and v - v == 0 and not v.is_integer()) else _canon(v)
-        for k, v in values.items()}
+        for k, v in values.items()})
+
+
+def _sorted_json(canon: dict[str, Any]) -> bytes:
     try:
         return _dumps(canon, option=_SORT)
     except TypeError:  # integers beyond 64 bits, non-string keys

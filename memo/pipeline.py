@@ -53,6 +53,7 @@ class Recorder:
         self.version = version if version is not None else fingerprint(func)
         self.call = Call(self.function, self.version, tuple(binder.names))
         self._prefix = key_prefix(self.function)
+        self._keyed = self.call.keyed()
         self.varkw = binder.has_varkw
         self.index: Any = None
         if skip:
@@ -90,8 +91,10 @@ class Recorder:
 
     def call_of(self, params: Mapping[str, Any]) -> Call:
         """The :class:`Call` for bound arguments ``params`` (its key set)."""
-        arguments = tuple(params) if self.varkw else self.call.arguments
-        return Call(self.function, self.version, arguments, call_key(self._prefix, params))
+        if self.varkw:  # the arguments differ from call to call
+            return Call(self.function, self.version, tuple(params),
+                        call_key(self._prefix, params))
+        return self._keyed(call_key(self._prefix, params))
 
     def stored(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
         """What ``func(**settings)`` returned when it was recorded, if it was (``skip`` only)."""

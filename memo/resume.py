@@ -163,6 +163,9 @@ class ListIndex:
 
 # ---- records in files (memfile, shared or shard mode) ----
 
+_lseek, _pread = os.lseek, os.pread
+
+
 class _Meta(msgspec.Struct, gc=False):
     f: Any = None
     v: Any = None
@@ -229,6 +232,8 @@ class FileIndex:
             for _ in range(2):  # the second time on a fresh index
                 packed = self._pos.get(digest)
                 if packed is None:
+                    if self._unchanged():
+                        return None
                     self.refresh()
                     packed = self._pos.get(digest)
                     if packed is None:
@@ -239,6 +244,15 @@ class FileIndex:
                 self.reset()  # the file changed under the index: start again
             return None
 
+    def _unchanged(self) -> bool:
+        """Whether the one file indexed has not grown since it was read, and need not be
+        looked up again yet (``refresh`` would find nothing): the commonest miss, cheaply."""
+        if self._many or len(self._sources) != 1:
+            return False
+        src = self._sources[0]
+        return src.fd >= 0 and _lseek(src.fd, 0, 2) == src.offset and \
+            time.monotonic() < self._checked
+
     def _fetch(self, packed: int, key: str) -> dict[str, Any] | None:
         """The record at ``packed``, if it is still the call ``key``."""
         src = self._sources[packed >> _SRC_SHIFT]
@@ -246,13 +260,13 @@ class FileIndex:
         if src.fd < 0:
             return None
         size = 1024
-        if os.pread(src.fd, 1, offset) == b"\n":  # our line ended a dead writer's fragment
-            offset += 1
         while True:
-            data = os.pread(src.fd, size, offset)
-            end = data.find(b"\n")
+            data = _pread(src.fd, size, offset)
+            # a line that starts with a newline ended a dead writer's fragment before it
+            first = 1 if data[:1] == b"\n" else 0
+            end = data.find(b"\n", first)
             if end >= 0:
-                data = data[:end]
+                data = data[first:end]
                 break
             if len(data) < size:
                 return None
