@@ -70,12 +70,13 @@ def main(paths: Sequence[str], quiet: bool = False) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .cli import add_paths
+
     p = subparsers.add_parser(
         "check", help="report lines of memo files that are not whole records",
         description="Stream memo JSONL files (or shard folders) and report every line that "
                     "is not one JSON object, with file and line number, on stdout. Exit status "
                     "1 when there is any, 2 when a path is missing or cannot be read.")
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="memo file, shard folder, or shard-mode target; '-' reads standard input")
+    add_paths(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(handler=lambda a: main(a.paths, quiet=a.quiet))

@@ -11,7 +11,10 @@ Conventions shared by every subcommand (docs/cli.md):
   done, but the data had problems (a line that is not a record, a record that
   could not be delivered); :data:`FAILED` (2) a usage error, or a path that does
   not exist or cannot be read or written, or a missing optional package;
-  :data:`INTERRUPTED` (130) Ctrl-C; :data:`BROKEN_PIPE` (141) the reader of the
+  :data:`INTERRUPTED` (130) Ctrl-C;
+  ``memo status`` also tells the state of a sweep: :data:`PROBLEMS` (1) settings are
+  missing or running, :data:`FAILURES_LEFT` (3) only failed settings are left,
+  :data:`NO_PLAN` (4) no plan was recorded; :data:`BROKEN_PIPE` (141) the reader of the
   output went away (``memo check big.jsonl | head``), as for tools that SIGPIPE ends.
 * ``-`` as a path is standard input where a file is read (:func:`stdin_paths`) and
   standard output where one is written (:func:`stdout_path`).
@@ -30,14 +33,18 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-__all__ = ["BROKEN_PIPE", "FAILED", "INTERRUPTED", "OK", "PROBLEMS", "STDIN", "STDOUT",
+__all__ = ["BROKEN_PIPE", "FAILED", "FAILURES_LEFT", "INTERRUPTED", "NO_PLAN", "OK",
+           "PROBLEMS", "STDIN", "STDOUT", "add_paths", "add_server_options", "number",
            "build_parser", "error", "main", "shown", "stdin_paths", "stdout_path"]
 
 OK = 0
 PROBLEMS = 1
 FAILED = 2
+FAILURES_LEFT = 3  # memo status: nothing is left to run, but some settings failed
+NO_PLAN = 4  # memo status: no plan was recorded, so what is missing is unknown
 INTERRUPTED = 130
 BROKEN_PIPE = 141  # 128 + SIGPIPE, the status of a shell tool that SIGPIPE ended
 
@@ -78,6 +85,47 @@ def error(command: str, message: object) -> int:
     """Print ``memo COMMAND: message`` on stderr; return :data:`FAILED`, for a handler to return."""
     print(f"memo {command}: {message}", file=sys.stderr)
     return FAILED
+
+
+def add_paths(parser: argparse.ArgumentParser, name: str = "paths", metavar: str = "PATH",
+              what: str = "memo file, shard folder, or shard-mode target") -> None:
+    """The files a command reads: one or more, ``-`` being standard input."""
+    parser.add_argument(name, nargs="+", metavar=metavar,
+                        help=f"{what}; '-' reads standard input")
+
+
+def number(kind: Callable[[str], Any], low: float, high: float | None = None,
+           what: str = "") -> Callable[[str], Any]:
+    """An argparse ``type`` that takes a ``kind`` (int, float) from ``low`` to ``high``."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high) or value != value:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_server_options(parser: argparse.ArgumentParser, *, port: int, token: str,
+                       exposed: str) -> None:
+    """``--host``, ``--port``, ``--token`` and ``--insecure-no-token``, the same for every
+    command that listens (``memo serve``, ``memo view``): loopback by default, and a
+    non-loopback address without a token only when asked for by name."""
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; 0.0.0.0 for every "
+                             "interface, which needs a token or --insecure-no-token)")
+    parser.add_argument("--port", type=number(int, 0, 65535, "a port from 0 to 65535"),
+                        default=port, help=f"port (default {port}; 0: any free one)")
+    parser.add_argument("--token", default=os.environ.get("MEMO_TOKEN"),
+                        help=f"require this token: {token} (default: $MEMO_TOKEN; an empty "
+                             "token is an error)")
+    parser.add_argument("--insecure-no-token", "--no-token", action="store_true",
+                        dest="insecure_no_token",
+                        help="allow a non-loopback --host without a token (anyone who "
+                             f"reaches the port can {exposed})")
 
 
 def _describe(exc: BaseException) -> str:

@@ -354,6 +354,8 @@ def main(output: str, inputs: Sequence[str], *, dedupe: bool | Sequence[str] = F
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .cli import add_paths
+
     p = subparsers.add_parser(
         "merge", help="combine memo files and shard folders into one file",
         description="Combine memo JSONL files and shard folders into OUT, validating every "
@@ -361,12 +363,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "OUT is replaced atomically and may also be an input.")
     p.add_argument("output", metavar="OUT",
                    help="the merged JSONL file to write; '-' writes standard output")
-    p.add_argument("inputs", nargs="+", metavar="IN",
-                   help="memo file, shard folder, or target of a shard-mode memfile; "
-                        "'-' reads standard input")
-    p.add_argument("--dedupe", action="store_true", help="drop repeated identical records")
-    p.add_argument("--key", action="append", metavar="NAME", default=None,
-                   help="de-duplicate by these keys (repeatable), keeping the first record")
+    add_paths(p, "inputs", "IN")
+    p.add_argument("--dedupe", action="store_true",
+                   help="drop repeated identical records (dedupe=True in memo.merge)")
+    p.add_argument("--dedupe-by", action="append", metavar="KEY", default=None,
+                   help="keep the first record for each value of KEY (repeatable, or "
+                        "comma-separated: --dedupe-by n,seed; dedupe=[...] in memo.merge)")
+    p.add_argument("--key", action="append", default=None, help=argparse.SUPPRESS)  # 0.2
     p.add_argument("--corrupt", metavar="FILE", default=None,
                    help="also write the corrupt lines to FILE")
     p.add_argument("--durable", action="store_true",
@@ -376,5 +379,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "(default: every lock a writer may take)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(handler=lambda a: main(
-        a.output, a.inputs, dedupe=a.key or a.dedupe, corrupt=a.corrupt, quiet=a.quiet,
+        a.output, a.inputs, dedupe=_dedupe(a), corrupt=a.corrupt, quiet=a.quiet,
         durable=a.durable, lock=a.lock))
+
+
+def _dedupe(a: argparse.Namespace) -> bool | list[str]:
+    """``--dedupe`` / ``--dedupe-by KEY`` as ``memo.merge``'s ``dedupe=``."""
+    if a.key:
+        print("memo merge: --key is now spelled --dedupe-by", file=sys.stderr)
+    keys = [k for arg in (a.dedupe_by or []) + (a.key or []) for k in arg.split(",") if k]
+    return keys or a.dedupe

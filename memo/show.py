@@ -843,13 +843,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .cli import add_paths
+
     p = subparsers.add_parser(
         "show", help="print the records of memo files as a table",
         description="Print the records of memo JSONL files (or shard folders) as a table: "
                     "filter, sort, group and aggregate them, or follow the file as records "
                     "are appended.")
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="memo file, shard folder, or shard-mode target; '-' reads standard input")
+    add_paths(p)
     p.add_argument("-c", "--columns", help="columns to show, comma-separated, in this order")
     p.add_argument("-w", "--where", metavar="EXPR",
                    help="keep the records that match, e.g. \"lr > 0.01 and model == 'mlp'\"")

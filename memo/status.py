@@ -317,12 +317,15 @@ def format_status(path: str, s: SweepStatus) -> str:
 
 
 def exit_code(s: SweepStatus) -> int:
-    """0 complete, 1 settings missing or running, 3 only failures left, 4 no plan."""
+    """0 complete, 1 settings missing or running, 3 only failures left, 4 no plan
+    (the constants of :mod:`memo.cli`)."""
+    from .cli import FAILURES_LEFT, NO_PLAN, OK, PROBLEMS
+
     if s.planned is None:
-        return 4
+        return NO_PLAN
     if s.complete:
-        return 0
-    return 1 if (s.missing or s.running) else 3
+        return OK
+    return PROBLEMS if (s.missing or s.running) else FAILURES_LEFT
 
 
 def rerun_commands(path: str, a: _Analysis) -> str:
@@ -392,7 +395,7 @@ def _python_call(path: str, plan: Plan, left: list[int], functions: list[str]) -
 
 
 def main(path: str, *, rerun: bool = False, as_json: bool = False) -> int:
-    from .cli import error
+    from .cli import OK, error
 
     if not os.path.exists(path) and not os.path.isdir(path + ".shards") \
             and not os.path.exists(plan_path(path)):
@@ -405,7 +408,7 @@ def main(path: str, *, rerun: bool = False, as_json: bool = False) -> int:
         a = _Analysis(SweepStatus(n, 0, 0, {}, 0, n, None, None), plan, [MISSING] * (n or 0))
     if rerun:  # the answer is the commands printed: 0, so that `... --rerun | bash` runs
         sys.stdout.write(rerun_commands(path, a))
-        return 0
+        return OK
     if as_json:
         print(json.dumps(a.status.as_dict()))
     else:

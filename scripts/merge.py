@@ -1,6 +1,6 @@
 """Merge memo JSONL files and shard folders into one file (same as ``memo merge``).
 
-Usage: python scripts/merge.py OUT IN... [--dedupe] [--key NAME]... [--corrupt FILE] [-q]
+Usage: python scripts/merge.py OUT IN... [--dedupe] [--dedupe-by KEY]... [--corrupt FILE] [-q]
 """
 
 from __future__ import annotations

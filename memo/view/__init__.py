@@ -28,7 +28,7 @@ Access, as ``memo serve``: it binds 127.0.0.1 unless told otherwise. With a
 token (``--token`` or ``$MEMO_TOKEN``) every request must carry it: open the page
 once as ``http://HOST:PORT/?token=TOKEN`` and it is kept in a cookie (also
 accepted: ``Authorization: Bearer TOKEN``). An empty token is an error, and a
-non-loopback address without a token is refused unless ``--no-token`` says it
+non-loopback address without a token is refused unless ``--insecure-no-token`` says it
 is meant (then a warning is printed). Without a token, requests must name a
 loopback host in their ``Host`` header, which stops other web sites from
 reading the page through DNS rebinding.
@@ -45,6 +45,8 @@ from __future__ import annotations
 import argparse
 import os
 from typing import Any
+
+from ..cli import add_server_options
 
 __all__ = ["app", "beside", "register", "serve"]
 
@@ -78,17 +80,17 @@ def beside(other: Any, path: str | os.PathLike[str], token: str | None = None) -
 
 
 def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8050,
-          token: str | None = None, no_token: bool = False) -> int:
+          token: str | None = None, insecure_no_token: bool = False) -> int:
     """Serve the page until SIGINT or SIGTERM; returns the exit status."""
     from .server import run
-    return run(path, host=host, port=port, token=token, no_token=no_token)
+    return run(path, host=host, port=port, token=token, insecure_no_token=insecure_no_token)
 
 
 def main(args: argparse.Namespace) -> int:
     # the command's errors (a refused token or address, a missing package, a port in
     # use) are one line and status 2, by memo.cli.main
     return serve(args.path, host=args.host, port=args.port, token=args.token,
-                 no_token=args.no_token)
+                 insecure_no_token=args.insecure_no_token)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -99,14 +101,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "sortable, filterable table of the records. Nothing is loaded from the "
                     "internet. Binds 127.0.0.1 unless --host says otherwise.")
     p.add_argument("path", help="the memo JSONL file (or shard folder) to show")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; anything else needs a token "
-                        "or --no-token)")
-    p.add_argument("--port", type=int, default=8050, help="port (default 8050; 0: any free one)")
-    p.add_argument("--token", default=os.environ.get("MEMO_TOKEN"),
-                   help="require this token (open the page once with ?token=TOKEN; "
-                        "default: $MEMO_TOKEN)")
-    p.add_argument("--no-token", action="store_true",
-                   help="allow a non-loopback --host without a token (anyone who reaches the "
-                        "port can read the records)")
+    add_server_options(p, port=8050, token="open the page once with ?token=TOKEN",
+                       exposed="read the records")
     p.set_defaults(handler=main)

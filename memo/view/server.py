@@ -79,20 +79,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_access(host: str, token: str | None, no_token: bool) -> str | None:
+def check_access(host: str, token: str | None, insecure_no_token: bool) -> str | None:
     """Refuse what ``memo serve`` refuses; the warning to print, if any.
 
     An empty token is an error (it would accept the empty header); a non-loopback
-    address without a token needs ``no_token`` (then the warning says so).
+    address without a token needs ``insecure_no_token`` (then the warning says so).
     """
     if token is not None and not token:
         raise AccessError("the token is empty; give a non-empty --token (or $MEMO_TOKEN), "
                           "or none at all on a loopback address")
     if token is None and not is_loopback(host):
-        if not no_token:
+        if not insecure_no_token:
             raise AccessError(f"--host {host} without a token lets anyone who reaches this "
                               "machine read the records; give --token (or set $MEMO_TOKEN), "
-                              "or pass --no-token if that is meant")
+                              "or pass --insecure-no-token if that is meant")
         return (f"memo view: WARNING: serving {host} without a token; anyone who reaches "
                 "this port can read the records")
     return None
@@ -418,9 +418,9 @@ def _int(value: str | None, default: int) -> int:
 
 
 def run(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8050,
-        token: str | None = None, no_token: bool = False) -> int:
+        token: str | None = None, insecure_no_token: bool = False) -> int:
     """Serve the page until SIGINT or SIGTERM (the ``memo view`` command)."""
-    warning = check_access(host, token, no_token)
+    warning = check_access(host, token, insecure_no_token)
     try:
         import uvicorn
     except ImportError:

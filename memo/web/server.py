@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 
 from .._util import missing
+from ..cli import add_server_options, number
 from ..writer import WriteError
 from .collector import Collector
 from .errors import BadRequest, ServeError
@@ -179,22 +180,22 @@ def check_settings(*, host: str, port: int, token: str | None, max_body: int,
                    insecure_no_token: bool) -> list[str]:
     """:class:`ServeError` for settings the server refuses; the warnings it must print."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ServeError(f"memo serve: port must be 0 to 65535 (0: any free port), got {port!r}")
+        raise ServeError(f"port must be 0 to 65535 (0: any free port), got {port!r}")
     if not isinstance(max_body, int) or max_body < 1:
-        raise ServeError(f"memo serve: max_body must be at least 1 byte, got {max_body!r}")
+        raise ServeError(f"max_body must be at least 1 byte, got {max_body!r}")
     if not idle_timeout > 0 or not body_timeout > 0:
-        raise ServeError("memo serve: idle_timeout and body_timeout must be > 0 seconds, got "
+        raise ServeError("idle_timeout and body_timeout must be > 0 seconds, got "
                          f"{idle_timeout!r} and {body_timeout!r}")
     if not isinstance(max_connections, int) or max_connections < 1:
-        raise ServeError(f"memo serve: max_connections must be >= 1, got {max_connections!r}")
+        raise ServeError(f"max_connections must be >= 1, got {max_connections!r}")
     if token is not None and not token.strip():
-        raise ServeError("memo serve: the token is empty (--token '' or MEMO_TOKEN=''); an "
+        raise ServeError("the token is empty (--token '' or MEMO_TOKEN=''); an "
                          "empty token would turn authentication off. Give a token, or unset "
                          "MEMO_TOKEN and leave --token out to run without one")
     if token is None and not is_loopback(host):
         if not insecure_no_token:
             raise ServeError(
-                f"memo serve: {host} is not a loopback address and no token is set, so anyone "
+                f"{host} is not a loopback address and no token is set, so anyone "
                 "who reaches the port could append records. Give --token (or MEMO_TOKEN), "
                 "or pass --insecure-no-token if that is really what you want")
         return [f"memo serve: WARNING: listening on {host} without a token: anyone who reaches "
@@ -289,33 +290,13 @@ def serve(path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        return serve(args.path, host=args.host, port=args.port, token=args.token,
-                     max_body=args.max_body, durable=args.durable,
-                     idle_timeout=args.idle_timeout, body_timeout=args.body_timeout,
-                     max_connections=args.max_connections,
-                     insecure_no_token=args.insecure_no_token, view=args.view)
-    except (ImportError, ServeError) as exc:
-        print(f"memo serve: {exc}".replace("memo serve: memo serve: ", "memo serve: "),
-              file=sys.stderr)
-        return 2
-    except OSError as exc:  # the port is taken, the file cannot be written: status 2 (memo.cli)
-        print(f"memo serve: {exc}", file=sys.stderr)
-        return 2
-
-
-def _number(kind: Callable[[str], Any], low: float, high: float | None = None,
-            what: str = "") -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < low or (high is not None and value > high) or value != value:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
+    # the errors (refused settings, a missing package, a port in use, a file that cannot
+    # be written) are one line and status 2, by memo.cli.main
+    return serve(args.path, host=args.host, port=args.port, token=args.token,
+                 max_body=args.max_body, durable=args.durable,
+                 idle_timeout=args.idle_timeout, body_timeout=args.body_timeout,
+                 max_connections=args.max_connections,
+                 insecure_no_token=args.insecure_no_token, view=args.view)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -324,30 +305,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Receive records POSTed by memweb (one JSON object, or a list of them, "
                     "per request) and append them to PATH, each record id once.")
     p.add_argument("path", help="the memo JSONL file to append to")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface, "
-                        "which needs a token or --insecure-no-token)")
-    p.add_argument("--port", type=_number(int, 0, 65535, "a port from 0 to 65535"),
-                   default=8000, help="port (default 8000; 0: any free one)")
-    p.add_argument("--token", default=os.environ.get("MEMO_TOKEN"),
-                   help="require 'Authorization: Bearer TOKEN' (default: $MEMO_TOKEN; "
-                        "an empty token is an error)")
-    p.add_argument("--insecure-no-token", action="store_true",
-                   help="allow a non-loopback --host without a token (anyone who reaches the "
-                        "port can append records)")
-    p.add_argument("--max-body", type=_number(int, 1, None, "a number of bytes >= 1"),
+    add_server_options(p, port=8000, token="'Authorization: Bearer TOKEN'",
+                       exposed="append records")
+    p.add_argument("--max-body", type=number(int, 1, None, "a number of bytes >= 1"),
                    default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
     p.add_argument("--durable", action="store_true",
                    help="fsync each request's records before answering (survives a power cut)")
-    p.add_argument("--idle-timeout", type=_number(float, 0.001, None, "seconds > 0"),
+    p.add_argument("--idle-timeout", type=number(float, 0.001, None, "seconds > 0"),
                    default=DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
                    help="close a connection that sends no whole request head within this "
                         f"time (default {DEFAULT_IDLE_TIMEOUT:g})")
-    p.add_argument("--body-timeout", type=_number(float, 0.001, None, "seconds > 0"),
+    p.add_argument("--body-timeout", type=number(float, 0.001, None, "seconds > 0"),
                    default=DEFAULT_BODY_TIMEOUT, metavar="SECONDS",
                    help=f"answer 408 to a body slower than this (default {DEFAULT_BODY_TIMEOUT:g})")
-    p.add_argument("--max-connections", type=_number(int, 1, None, "a number >= 1"),
+    p.add_argument("--max-connections", type=number(int, 1, None, "a number >= 1"),
                    default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                    help="connections kept open at most; beyond, the oldest idle one is closed "
                         f"(default {DEFAULT_MAX_CONNECTIONS})")
