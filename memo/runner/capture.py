@@ -100,6 +100,11 @@ def take(captures: list[tuple[int, CaptureSink]]) -> list[Shipped]:
 def deliver(recs: list[Any], shipped: list[Shipped]) -> None:
     """In the parent: hand the shipped records to the original sinks."""
     for pos, records, calls in shipped:
-        write = recs[pos].sink.write
+        sink = recs[pos].sink
+        many = getattr(sink, "write_many", None)
+        if many is not None:
+            many(records, calls)
+            continue
+        write = sink.write
         for record, call in zip(records, calls):
             write(record, call)

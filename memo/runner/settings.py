@@ -32,8 +32,9 @@ def check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | No
         )
     total = len(settings) if isinstance(settings, Sized) else None
     if total is not None and hasattr(settings, "__getitem__"):
-        for i, s in enumerate(settings):
-            _check_one(i, s)
+        if not all(type(s) is dict for s in settings):  # (the common case, in one C loop)
+            for i, s in enumerate(settings):
+                _check_one(i, s)
         return iter(settings), total
 
     def checked() -> Iterator[Mapping[str, Any]]:
@@ -79,7 +80,8 @@ class Indexed:
         self.total = total
         self.skipper = skipper
         self._lock = threading.Lock()
-        self._by_index: dict[int, Mapping[str, Any]] = {}
+        self._by_index: dict[int, Mapping[str, Any]] = {}  # settings taken one by one
+        self._chunks: dict[int, list[Item]] = {}  # batches taken whole, by first index
         self._deferred: list[Item] = []
         self._ended = False
         self.count = 0
@@ -97,7 +99,8 @@ class Indexed:
                     chunk = list(islice(self._items, n))
                     self._ended = len(chunk) < n
                     out = list(zip(range(self.count, self.count + len(chunk)), chunk))
-                    self._by_index.update(out)
+                    if out:
+                        self._chunks[self.count] = out
                     self.count += len(chunk)
                 while len(out) < n and not self._ended:
                     s = next(self._items, None)
@@ -133,8 +136,19 @@ class Indexed:
     def forget(self, batch: list[Item]) -> None:
         """Drop settings whose outcome was delivered (failures already hold theirs)."""
         with self._lock:
+            chunk = self._chunks.get(batch[0][0]) if batch else None
+            if chunk is not None and len(chunk) == len(batch):  # a batch taken whole
+                del self._chunks[batch[0][0]]
+                return
             for index, _ in batch:
                 self._by_index.pop(index, None)
 
     def settings_of(self, index: int) -> Mapping[str, Any]:
-        return self._by_index.get(index, {})
+        with self._lock:
+            found = self._by_index.get(index)
+            if found is not None:
+                return found
+            for start, chunk in self._chunks.items():  # the batches in flight: a few
+                if start <= index < start + len(chunk):
+                    return chunk[index - start][1]
+        return {}

@@ -116,7 +116,7 @@ class Job:
                 except Exception as exc:
                     failures.append(_failure(index, exc))
                     continue
-                if type(result) is dict or isinstance(result, Mapping):
+                if type(result) is dict or result is not None and isinstance(result, Mapping):
                     if result.get("status") == "error":
                         failures.append(Failure(
                             index, {}, str(result.get("error_type", "error")),

@@ -21,6 +21,10 @@ A sink is any object with these members (:class:`Sink` spells them out as a
     ``"parent"`` sink (a Python list, a callback into the caller's state) stays in
     the parent, and the records made in workers are sent home with each batch and
     written there, in the parent, with their ``call``.
+``write_many(records, calls)``
+    Optional: store several records at once, each with its call, as ``write`` would
+    one by one. The Runner hands the records of a batch to a ``"parent"`` sink this
+    way when it has the method (a list sink extends its list in one step).
 ``resume(identity)``
     Optional, for ``skip=True``: returns an index whose ``result(call)`` gives the
     stored outputs of a recorded call, or ``None`` (see :mod:`memo.resume`).

@@ -43,6 +43,11 @@ class ListSink:
         self._calls[id(record)] = call
         self.data.append(record)
 
+    def write_many(self, records: list[dict[str, Any]], calls: list[Call]) -> None:
+        """The records of a Runner's batch, at once."""
+        self._calls.update(zip(map(id, records), calls))
+        self.data.extend(records)
+
     def resume(self, identity: Identity) -> _Resume:
         index = _Resume(self, identity)
         self._indexes.append(index)
