@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from . import locking, serialize
+from . import locking, plan, serialize
 from ._util import pid_alive, user_stacklevel
 from .call import canonical
 from .reader import BadLine, BadLineCounts, CorruptLineWarning, Errors, scan
@@ -132,17 +132,26 @@ def merge(
     one: use it before deleting the inputs.
     """
     out = os.path.abspath(os.fspath(output))
-    report = MergeReport(output=out, inputs=_inputs(inputs))
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    report = MergeReport(output=out, inputs=_inputs(given))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     _remove_stale_temporaries(out)
     live = os.path.exists(out) and os.path.realpath(out) in map(os.path.realpath, report.inputs)
     if not live:
-        return _merge(out, report, dedupe, corrupt, errors, None, durable)
-    # the output is also an input that memfile writers may be appending to: hold their lock
-    # (every mode's, see locking.hold) while the merged file replaces it. Writers waiting for
-    # the lock then find their file gone (a link count of 0) and append to the new one.
-    with locking.hold(out, lock) as fd:
-        return _merge(out, report, dedupe, corrupt, errors, fd, durable)
+        _merge(out, report, dedupe, corrupt, errors, None, durable)
+    else:
+        # the output is also an input that memfile writers may be appending to: hold their
+        # lock (every mode's, see locking.hold) while the merged file replaces it. Writers
+        # waiting for the lock then find their file gone (a link count of 0) and append to
+        # the new one.
+        with locking.hold(out, lock) as fd:
+            _merge(out, report, dedupe, corrupt, errors, fd, durable)
+    try:  # what the sweep planned (memo status) goes with its records
+        plan.carry(out, given)
+    except OSError as exc:
+        warnings.warn(f"the plans of the inputs were not added to {plan.plan_path(out)}: "
+                      f"{exc}", RuntimeWarning, stacklevel=user_stacklevel())
+    return report
 
 
 _TMP_PREFIX = ".{name}.merge-{host}-"

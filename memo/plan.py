@@ -51,7 +51,7 @@ from .call import canonical
 from .locking import hold
 from .shardfile import sources
 
-__all__ = ["SUFFIX", "Plan", "plan", "plan_path", "read", "record_function"]
+__all__ = ["SUFFIX", "Plan", "carry", "plan", "plan_path", "read", "record_function"]
 
 SUFFIX = ".plan"
 
@@ -147,6 +147,48 @@ def plan(path: str | os.PathLike[str], settings: Iterable[Mapping[str, Any]], *,
             entry["settings"] = items
         os.write(fd, serialize.dumps_line(entry))
     return len(items)
+
+
+def carry(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]) -> int:
+    """Add the plans of the results files ``inputs`` to the plan of ``output``.
+
+    What :func:`memo.merge` does, so that ``memo status`` on a merged file still knows
+    what the sweep planned. A shard folder's plan is its target's. Entries already in
+    the output's plan are not added again (merging again does not grow it); they lose
+    their ``sizes``, which were the sizes of other files. Returns the entries added.
+    """
+    target = plan_path(output)
+    mine = os.path.realpath(target)
+    found: list[dict[str, Any]] = []
+    for item in inputs:
+        name = os.fspath(item)
+        for base in (name, name[:-len(".shards")] if name.endswith(".shards") else None):
+            sidecar = plan_path(base) if base else None
+            if sidecar and os.path.realpath(sidecar) != mine and os.path.exists(sidecar):
+                with open(sidecar, "rb") as f:
+                    found += _entries(f.read())
+    if not found:
+        return 0
+    lists = {e["id"]: e["settings"] for e in found if isinstance(e.get("settings"), list)}
+    added = 0
+    with hold(target) as fd:
+        have = _entries(_read_fd(fd))
+        listed = {e["id"] for e in have if isinstance(e.get("settings"), list)}
+        seen = {(e["id"], e.get("t")) for e in have}
+        lines = []
+        for e in found:
+            if (e["id"], e.get("t")) in seen:
+                continue
+            seen.add((e["id"], e.get("t")))
+            e = {k: v for k, v in e.items() if k not in ("sizes", "settings")}
+            if e["id"] not in listed and e["id"] in lists:  # the first entry of its digest
+                e["settings"] = lists[e["id"]]
+                listed.add(e["id"])
+            lines.append(serialize.dumps_line(e))
+        if lines:
+            os.write(fd, b"".join(lines))
+        added = len(lines)
+    return added
 
 
 def record_function(func: Callable[..., Any], settings: Sequence[Mapping[str, Any]]) -> list[str]:
