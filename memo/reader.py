@@ -13,7 +13,7 @@ import codecs
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -246,8 +246,13 @@ class Tail:
 
     RECHECK = 0.05
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str],
+                 decode: Callable[[bytes], Any] | None = None) -> None:
+        """``decode(line)`` turns each new whole line into what :meth:`read_new` returns
+        for it (None leaves the line out); by default the record, restored, and lines that
+        are not records are left out."""
         self.path = os.fspath(path)
+        self._decode_line = decode if decode is not None else self._record
         self.offset = 0
         self._ident: tuple[int, int] | None = None
         self._fd = -1
@@ -258,7 +263,7 @@ class Tail:
             os.close(self._fd)
         self._fd = -1
 
-    def read_new(self) -> tuple[bool, list[dict[str, Any]]]:
+    def read_new(self) -> tuple[bool, list[Any]]:
         """``(reset, records)``: ``reset`` when the file was replaced or cut since last time.
 
         Between looks at the path (at most ``RECHECK`` seconds apart) only the open
@@ -300,17 +305,22 @@ class Tail:
             return reset, []
         return reset, self._read(size)
 
-    def _read(self, size: int) -> list[dict[str, Any]]:
+    def _record(self, raw: bytes) -> dict[str, Any] | None:
+        item = _decode(raw, self.path, 0)
+        return item if isinstance(item, dict) else None
+
+    def _read(self, size: int) -> list[Any]:
         chunk = os.pread(self._fd, size - self.offset, self.offset)
         end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written waits
-        records = []
+        decode = self._decode_line
+        out = []
         for raw in chunk[:end].splitlines():
             if raw.strip():
-                item = _decode(raw, self.path, 0)
-                if isinstance(item, dict):
-                    records.append(item)
+                item = decode(raw)
+                if item is not None:
+                    out.append(item)
         self.offset += end
-        return records
+        return out
 
     def __del__(self) -> None:
         try:

@@ -115,28 +115,20 @@ class _Counts:
             self.done += 1
 
 
-class _LineTail(Tail):
-    """A :class:`~memo.reader.Tail` that returns the new whole lines as they are in the file.
+def _line(raw: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """A new line as it is in the file, with its record: what the page's :class:`Tail` reads.
 
     The page wants the file's own JSON (non-finite floats stay tagged), so the
     records are not restored and serialized again (which costs ten times more
     than reading them); each line is still decoded once, to check that it is one
-    JSON object and to learn its columns.
+    JSON object and to learn its columns. A corrupt line is left out (memo check
+    reports those).
     """
-
-    def _read(self, size: int) -> list[Any]:
-        chunk = os.pread(self._fd, size - self.offset, self.offset)
-        end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written waits
-        lines = []
-        for raw in chunk[:end].splitlines():
-            try:
-                record = _decode(raw)
-            except msgspec.DecodeError:
-                continue  # a corrupt line: memo check reports those
-            if isinstance(record, dict):
-                lines.append((raw, record))
-        self.offset += end
-        return lines
+    try:
+        record = _decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return (raw, record) if isinstance(record, dict) else None
 
 
 class Follower:
@@ -158,7 +150,7 @@ class Follower:
         self.columns: dict[str, None] = {}
         self.parameters: dict[str, None] = {}
         self.has_meta = False
-        self._tails: dict[str, _LineTail] = {}
+        self._tails: dict[str, Tail] = {}
         self._relist = 0.0
         self._samples: deque[tuple[float, int]] = deque()  # (time, records), for the rate
 
@@ -201,13 +193,13 @@ class Follower:
                 names = []
             for name in names:
                 if name not in self._tails:
-                    self._tails[name] = _LineTail(name)
+                    self._tails[name] = Tail(name, decode=_line)
         for tail in list(self._tails.values()):
             reset, records = tail.read_new()
             if reset:  # replaced or cut: every record is read again
                 self._restart()
                 return self.poll()
-            self._add(cast(list[tuple[bytes, dict[str, Any]]], records))  # _LineTail's
+            self._add(cast(list[tuple[bytes, dict[str, Any]]], records))  # _line's
         # the count at the first look is the baseline: records that were already there
         # did not arrive at this rate
         samples = self._samples
