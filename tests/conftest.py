@@ -6,12 +6,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "scripts" / "slurm-cluster.sh"
 
 

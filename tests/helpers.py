@@ -18,15 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 """The checkout (the directory holding ``memo/``)."""
 
 
-def env(*, slurm: bool = True, **extra: str) -> dict[str, str]:
+def env(*, slurm: bool = True, **extra: str | None) -> dict[str, str]:
     """This process's environment for a subprocess that must import this checkout's memo.
 
     ``slurm=False`` drops the ``SLURM_*`` variables (a test that must not look like a
-    SLURM task); ``extra`` sets more variables.
+    SLURM task); ``extra`` sets more variables, and a variable given as ``None`` is removed
+    (``env(MEMO_LOCK=None)``: the child must not inherit it).
     """
     out = {k: v for k, v in os.environ.items() if slurm or not k.startswith("SLURM_")}
     out["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), out.get("PYTHONPATH")) if p)
-    out.update(extra)
+    for name, value in extra.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
     return out
 
 
@@ -52,7 +57,3 @@ def served_fixture(tmp_path):
     with ServerProcess(path) as server:
         yield server, str(path)
 
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """This environment, with the checkout first on PYTHONPATH (children import this memo)."""
-    return env(**extra)

@@ -10,20 +10,19 @@ import textwrap
 import warnings
 
 import pytest
+from helpers import ROOT, env
 
 import memo
 from memo.call import call_key, fingerprint, function_name
 from memo.resume import LegacyRecordWarning
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _run(tmp_path, source: str, code: str) -> str:
     """Write ``source`` as sweep.py and run ``code`` in a new Python process there."""
     (tmp_path / "sweep.py").write_text(textwrap.dedent(source))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)])}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    child_env = env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
+                          env=child_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

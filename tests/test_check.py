@@ -6,15 +6,15 @@ import os
 import subprocess
 import sys
 
-import memo
+from helpers import env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import memo
 
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "memo", "check", *map(str, args)],
                           capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+                          env=env())
 
 
 def test_check_counts_records_and_names_bad_lines(tmp_path):

@@ -13,11 +13,10 @@ import time
 from collections import Counter
 
 import pytest
+from helpers import ROOT, env
 
 import memo
 from memo.claims import active
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SWEEP = textwrap.dedent("""
     import os, random, sys, time
@@ -53,10 +52,10 @@ def _start(tmp_path, name: str, n: int, slow: str = "") -> subprocess.Popen:
     script = tmp_path / "sweep.py"
     if not script.exists():
         script.write_text(SWEEP)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)])}
     return subprocess.Popen([sys.executable, "-c", RUN, str(tmp_path / "r.jsonl"),
                              str(tmp_path / f"{name}.log"), str(n), slow],
-                            env=env, stdout=subprocess.PIPE, text=True)
+                            env=env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)])),
+                            stdout=subprocess.PIPE, text=True)
 
 
 def _computed(tmp_path) -> Counter:

@@ -16,20 +16,18 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import ROOT, env
 
 import memo
 from memo import cli
 
-ROOT = Path(__file__).resolve().parents[1]
 GOOD = b'{"x": 1}\n{"x": 2}\n'
 TORN = b'{"x": 1}\n{"x"\n{"x": 3}\n'
 
 
 def memo_cmd(*args: str, cwd: Path, stdin: bytes | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "memo", *args], cwd=cwd, env=env, input=stdin,
+    return subprocess.run([sys.executable, "-m", "memo", *args], cwd=cwd, env=env(), input=stdin,
                           capture_output=True, timeout=timeout)
 
 
@@ -136,9 +134,9 @@ def test_a_missing_optional_package_is_one_line_and_exit_2(tmp_path: Path) -> No
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     (hidden / "uvicorn.py").write_text("raise ImportError('No module named uvicorn')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hidden), str(ROOT)])}
+    child_env = env(PYTHONPATH=os.pathsep.join([str(hidden), str(ROOT)]))
     done = subprocess.run([sys.executable, "-m", "memo", "serve", str(tmp_path / "r.jsonl"),
-                           "--port", "0"], cwd=tmp_path, env=env, capture_output=True,
+                           "--port", "0"], cwd=tmp_path, env=child_env, capture_output=True,
                           timeout=60)
     assert done.returncode == cli.FAILED
     err = done.stderr.decode()
@@ -148,10 +146,9 @@ def test_a_missing_optional_package_is_one_line_and_exit_2(tmp_path: Path) -> No
 def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     big = b"".join(b'{"x": %d}\n' % i if i % 2 else b"nope\n" for i in range(200_000))
     (tmp_path / "big.jsonl").write_bytes(big)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     pipeline = (f'"{sys.executable}" -m memo check -q big.jsonl | head -n 1; '
                 'echo "status=${PIPESTATUS[0]}" >&2')
-    done = subprocess.run(["bash", "-c", pipeline], cwd=tmp_path, env=env, capture_output=True,
+    done = subprocess.run(["bash", "-c", pipeline], cwd=tmp_path, env=env(), capture_output=True,
                           text=True, timeout=120)
     assert done.stdout.startswith("big.jsonl:1: corrupt line")
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

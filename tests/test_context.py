@@ -7,20 +7,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from helpers import env
 
 from memo import KeyCollisionError, capture_context, memlist, memutils, run_context
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.update(extra)
-    return env
 
 
 def test_host_pid_and_process_start():
@@ -43,12 +34,12 @@ def test_host_pid_and_process_start():
 
 def test_slurm_ids_only_inside_a_job(tmp_path):
     code = "from memo import run_context; print(sorted(run_context(git=False).items()))"
-    outside = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
-                             text=True, check=True).stdout
+    outside = subprocess.run([sys.executable, "-c", code], env=env(slurm=False),
+                             capture_output=True, text=True, check=True).stdout
     assert "slurm" not in outside
     inside = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-        env=_env(SLURM_JOB_ID="42", SLURM_ARRAY_JOB_ID="40", SLURM_ARRAY_TASK_ID="2"),
+        env=env(slurm=False, SLURM_JOB_ID="42", SLURM_ARRAY_JOB_ID="40", SLURM_ARRAY_TASK_ID="2"),
     ).stdout
     assert "('slurm_array_job_id', 40)" in inside
     assert "('slurm_array_task_id', 2)" in inside
@@ -90,11 +81,11 @@ def test_git_commit_and_dirty_flag_of_the_functions_repository(tmp_path):
                           check=True).stdout.strip()
     # run from another folder: the repository is the one holding the function's file
     run = [sys.executable, str(repo / "sweep.py")]
-    clean = subprocess.run(run, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+    clean = subprocess.run(run, cwd=tmp_path, env=env(slurm=False), capture_output=True, text=True,
                            check=True).stdout.split()
     assert clean == [head, "False"]
     (repo / "sweep.py").write_text((repo / "sweep.py").read_text() + "# edited\n")
-    dirty = subprocess.run(run, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+    dirty = subprocess.run(run, cwd=tmp_path, env=env(slurm=False), capture_output=True, text=True,
                            check=True).stdout.split()
     assert dirty == [head, "True"]
 
@@ -105,7 +96,7 @@ def test_no_git_keys_outside_a_repository(tmp_path):
                       "f = capture_context(lambda: {'y': 1})\n"
                       "print(sorted(f()))\n")
     out = subprocess.run([sys.executable, str(script)], cwd=tmp_path,
-                         env=_env(GIT_CEILING_DIRECTORIES=str(tmp_path.parent)),
+                         env=env(slurm=False, GIT_CEILING_DIRECTORIES=str(tmp_path.parent)),
                          capture_output=True, text=True, check=True).stdout
     assert "git_commit" not in out and "'host'" in out
 

@@ -1,20 +1,16 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
+
+from helpers import env
 
 from memo import load
 from memo.show import table
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _demo(tmp_path, *args):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "memo", "demo", *args], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "memo", "demo", *args], cwd=tmp_path, env=env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -52,10 +48,8 @@ def test_the_demo_table_is_memo_show_output(tmp_path):
 
 def test_the_demo_records_its_plan_and_status_reports_it_complete(tmp_path):
     _demo(tmp_path, "--jobs", "2", "--out", "d.jsonl")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     done = subprocess.run([sys.executable, "-m", "memo", "status", "d.jsonl"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("d.jsonl: 22 of 22 planned settings done (100%)")
 
@@ -67,9 +61,7 @@ def test_demo_needs_only_the_runtime_dependencies(tmp_path):
             "    sys.modules[name] = None\n"
             "from memo.cli import main\n"
             "sys.exit(main(['demo', '--jobs', '2', '--out', 'bare.jsonl']))\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "22 records in bare.jsonl" in done.stdout

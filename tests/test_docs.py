@@ -35,11 +35,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, env
 
 import memo
 from memo import serialize
 
-ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.rglob("*.md"))]
@@ -71,14 +71,6 @@ def _bin(folder: Path) -> Path:
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}"{command} "$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
     return bin_dir
-
-
-def _env(folder: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join(
-        [str(_bin(folder)), os.path.dirname(sys.executable), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
 
 
 def _wait_for(job: str, limit: float = 300) -> None:
@@ -128,7 +120,9 @@ def run_block(lang: str, code: str, note: str | None, folder: Path,
         command = [sys.executable, str(script)]
     else:
         command = ["bash", "-euo", "pipefail", "-c", code]
-    done = subprocess.run(command, cwd=folder, env=_env(folder), capture_output=True,
+    search = os.pathsep.join(
+        [str(_bin(folder)), os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    done = subprocess.run(command, cwd=folder, env=env(PATH=search), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, f"{where}:\n{done.stdout}{done.stderr}"
     if slurm:
@@ -246,12 +240,10 @@ def test_reference_documents_every_parameter() -> None:
 @pytest.mark.slow
 def test_site_builds(tmp_path: Path) -> None:
     """``mkdocs build --strict``: no broken link, no missing reference, the CLI page renders."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["NO_MKDOCS_2_WARNING"] = "1"
     site = tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env(NO_MKDOCS_2_WARNING="1"), capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     cli = (site / "cli" / "index.html").read_text()
     for command in ("demo", "check", "merge", "serve", "resend"):

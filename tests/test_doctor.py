@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
+from helpers import env
 
 from memo import doctor
 from memo.filesystem import filesystem_type
@@ -20,21 +20,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fusefs  # noqa: E402
 from test_fs_matrix import require_fuse  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--processes", "2", "--records", "60", "--seconds", "1"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env.pop("MEMO_LOCK", None)
-    return env
 
 
 def run_doctor(path: str, *args: str, prefix: list[str] | None = None,
                timeout: float = 240) -> subprocess.CompletedProcess[str]:
     cmd = [*(prefix or []), sys.executable, "-m", "memo", "doctor", path, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(MEMO_LOCK=None),
+                          timeout=timeout)
 
 
 def leftovers(folder: str) -> list[str]:
@@ -136,7 +129,7 @@ def _peers(simulated, behaviour: dict, *args: str) -> list[dict]:
     procs = [subprocess.Popen(
         h.command([sys.executable, "-m", "memo", "doctor", p, "--json", "--peer", "t",
                    "--peer-timeout", "60", "--no-appends", *FAST, *args]),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(MEMO_LOCK=None))
         for h, p in zip(hosts, points)]
     outs = []
     for p in procs:
@@ -198,7 +191,7 @@ def test_peer_in_a_two_task_slurm_job(slurm_cluster, tmp_path):
         ["srun", "--ntasks=2", "--time=5", f"--output={tmp_path}/task%t.json",
          f"--chdir={tmp_path}", sys.executable, "-m", "memo", "doctor", str(tmp_path),
          "--json", "--peer", "--no-appends", *FAST],
-        capture_output=True, text=True, env=_env(), timeout=300)
+        capture_output=True, text=True, env=env(MEMO_LOCK=None), timeout=300)
     reports = [json.loads(p.read_text()) for p in outs]
     assert done.returncode == 0, (done.stderr, [p.read_text() for p in outs])
     assert {r["peer"]["role"] for r in reports} == {"a", "b"}

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers import env
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fusefs  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 HOSTS = ("hosta", "hostb")
 
 # the rows: behaviour of the simulated clients (see tests/fusefs.py)
@@ -77,13 +77,6 @@ def require_fuse() -> None:
     pytest.skip(f"cannot mount the simulated cluster filesystem: {why}")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env.pop("MEMO_LOCK", None)
-    return env
-
-
 @dataclass
 class Cluster:
     """Two simulated clients of one backing directory (or one plain directory)."""
@@ -107,7 +100,7 @@ class Cluster:
         host = client if host is None else host
         cmd = self.hosts[host].command(argv) if self.hosts else argv
         with open(out, "wb") as o, open(err or out + ".err", "wb") as e:
-            p = subprocess.Popen(cmd, stdout=o, stderr=e, env=_env(), cwd=self.backing)
+            p = subprocess.Popen(cmd, stdout=o, stderr=e, env=env(MEMO_LOCK=None), cwd=self.backing)
         self.procs.append(p)
         return p
 

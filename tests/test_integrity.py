@@ -17,14 +17,12 @@ import time
 import warnings
 
 import pytest
+from helpers import env
 
 import memo
 import memo._watch
 from memo.locking import SoftLock, hold
 from memo.serialize import SerializationError, dumps, loads
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "PYTHONPATH": ROOT}
 
 
 def _records(path) -> list[dict]:
@@ -128,7 +126,7 @@ def test_no_record_is_lost_while_merges_compact_the_file(tmp_path, lock):
     path = str(tmp_path / "r.jsonl")
     n = 300 if lock != "soft" else 150
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, f"w{k}", str(n), lock],
-                              env=ENV) for k in range(2)]
+                              env=env()) for k in range(2)]
     merges = 0
     while any(p.poll() is None for p in procs):
         if os.path.exists(path):
@@ -200,7 +198,7 @@ def test_a_self_merge_killed_at_any_moment_never_leaves_fewer_records(tmp_path):
     with open(path, "wb") as fh:
         fh.write(b"".join(dumps({"i": i, "pad": "p" * 40}) + b"\n" for i in range(n)))
     for delay in (0.05, 0.15, 0.3, 0.6, 1.0):
-        proc = subprocess.Popen([sys.executable, "-c", MERGER, str(path)], env=ENV,
+        proc = subprocess.Popen([sys.executable, "-c", MERGER, str(path)], env=env(),
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline() == "start\n"
         time.sleep(delay)
@@ -290,7 +288,7 @@ def test_a_soft_lock_holder_killed_at_random_leaves_nothing_that_blocks(tmp_path
             f(i); i += 1
     """)
     for k in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", code, path], env=ENV)
+        proc = subprocess.Popen([sys.executable, "-c", code, path], env=env())
         time.sleep(0.3 + 0.07 * k)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)

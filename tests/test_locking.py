@@ -11,12 +11,10 @@ import textwrap
 import time
 
 import pytest
+from helpers import env
 
 from memo import memfile
 from memo.locking import LockTimeout, hold, resolve_mode
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "PYTHONPATH": ROOT}
 
 WRITER = textwrap.dedent("""
     import sys
@@ -44,7 +42,7 @@ def _plain(path: str) -> list[dict]:
 
 def _spawn(code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=env())
 
 
 @pytest.mark.parametrize("mode", ["flock", "posix", "soft"])

@@ -14,12 +14,12 @@ import threading
 import time
 
 import pytest
+from helpers import ROOT, env
 
 import memo
 from memo import memfile
 from memo.reader import BadLine, scan
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (100, 1 << 20)  # smallest and largest line, bytes
 
 
@@ -108,10 +108,9 @@ KILLED_WRITER = textwrap.dedent("""
 @pytest.mark.slow
 def test_writers_killed_at_random_moments_lose_only_their_in_flight_record(tmp_path):
     path = str(tmp_path / "log.jsonl")
-    env = {**os.environ, "PYTHONPATH": ROOT}
     rng = random.Random(7)
     procs = [subprocess.Popen([sys.executable, "-c", KILLED_WRITER, path, str(w)],
-                              stdout=subprocess.PIPE, env=env) for w in range(6)]
+                              stdout=subprocess.PIPE, env=env()) for w in range(6)]
     for p in procs:
         assert p.stdout.readline() == b"ready\n"
     for p in procs:
@@ -180,13 +179,12 @@ def test_shard_mode_from_a_pool_then_load_and_merge(tmp_path):
 
 
 def test_shard_name_follows_the_slurm_array_task(tmp_path):
-    env = {**os.environ, "PYTHONPATH": ROOT, "SLURM_ARRAY_JOB_ID": "4242",
-           "SLURM_ARRAY_TASK_ID": "7", "SLURM_JOB_ID": "4249"}
+    child_env = env(SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID="7", SLURM_JOB_ID="4249")
     code = ("import sys, memo\n"
             "f = memo.memfile(sys.argv[1], mode='shard')(lambda a: {'b': a})\n"
             "f(1)\nimport os; print(os.getpid())")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.jsonl")], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.jsonl")],
+                         env=child_env, capture_output=True, text=True, check=True).stdout
     (name,) = os.listdir(tmp_path / "r.jsonl.shards")
     assert name.startswith("slurm-4242_7.") and name.endswith(f".{out.strip()}.jsonl")
 
@@ -219,9 +217,8 @@ def test_skip_is_decided_before_the_function_runs(tmp_path, monkeypatch):
     assert f(a=1, b=1.0) == {"c": 1.0}
     assert calls == [(1, 1.0)]
     # another process runs the same function: the index reads the new tail and skips that too
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)])}
     subprocess.run([sys.executable, "-c", "import sweepmod; sweepmod.f(2); sweepmod.f(3)"],
-                   env=env, check=True)
+                   env=env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)])), check=True)
     assert f(3) == {"c": 3.0} and f(4) == {"c": 4.0}
     assert calls == [(1, 1.0), (4, 1.0)]
     assert len(memo.load(path)) == 4
@@ -251,11 +248,11 @@ def test_skip_retries_failed_calls_by_default(tmp_path):
 
 
 def test_skip_in_shard_mode_sees_every_shard(tmp_path, monkeypatch):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)]),
-           "SWEEP_PATH": str(tmp_path / "r.jsonl"), "SWEEP_OPTS": '{"mode": "shard"}'}
+    child_env = env(PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]),
+                    SWEEP_PATH=str(tmp_path / "r.jsonl"), SWEEP_OPTS='{"mode": "shard"}')
     mod = _sweep_module(tmp_path, monkeypatch, mode="shard", skip=True)
     subprocess.run([sys.executable, "-c", "import sweepmod; [sweepmod.f(i) for i in range(5)]"],
-                   env=env, check=True)
+                   env=child_env, check=True)
     for i in range(8):
         mod.f(i)
     mod.f(7)

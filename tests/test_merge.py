@@ -10,10 +10,9 @@ import textwrap
 import time
 
 import pytest
+from helpers import ROOT, env
 
 import memo
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _lines(path):
@@ -93,7 +92,7 @@ APPENDER = textwrap.dedent("""
 def test_merge_while_a_writer_appends_takes_only_whole_lines(tmp_path):
     src = str(tmp_path / "live.jsonl")
     writer = subprocess.Popen([sys.executable, "-c", APPENDER, src], stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": ROOT})
+                              env=env())
     try:
         assert writer.stdout.readline() == b"ready\n"
         time.sleep(0.2)
@@ -115,16 +114,16 @@ def test_merge_while_a_writer_appends_takes_only_whole_lines(tmp_path):
 
 def test_cli_merge(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'{"x":1}\n{"x":1}\nnope\n')
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    child_env = env()
     run = subprocess.run([sys.executable, "-m", "memo", "merge", str(tmp_path / "o.jsonl"),
                           str(tmp_path / "a.jsonl"), "--dedupe", "--corrupt",
-                          str(tmp_path / "bad")], env=env, capture_output=True, text=True)
+                          str(tmp_path / "bad")], env=child_env, capture_output=True, text=True)
     assert run.returncode == 1  # a line was skipped (the exit statuses of memo.cli)
     assert "a.jsonl:3: corrupt line" in run.stderr and "merged 1 records" in run.stderr
     assert (tmp_path / "o.jsonl").read_bytes() == b'{"x":1}\n'
     assert (tmp_path / "bad").read_bytes() == b"nope\n"
     missing = subprocess.run([sys.executable, "-m", "memo", "merge", str(tmp_path / "o.jsonl"),
-                              str(tmp_path / "missing.jsonl")], env=env, capture_output=True,
+                              str(tmp_path / "missing.jsonl")], env=child_env, capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "missing.jsonl" in missing.stderr
 
@@ -133,7 +132,7 @@ def test_merge_script(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'{"x":1}\n')
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "merge.py"),
                     str(tmp_path / "o.jsonl"), str(tmp_path / "a.jsonl"), "-q"], check=True,
-                   env={**os.environ, "PYTHONPATH": ROOT})
+                   env=env())
     assert (tmp_path / "o.jsonl").read_bytes() == b'{"x":1}\n'
 
 
@@ -154,7 +153,7 @@ def test_merging_into_a_file_that_writers_append_to_loses_nothing(tmp_path):
     out, other = str(tmp_path / "live.jsonl"), tmp_path / "other.jsonl"
     other.write_bytes(b"".join(b'{"j":%d}\n' % j for j in range(100)))
     writer = subprocess.Popen([sys.executable, "-c", FINITE_APPENDER, out],
-                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})
+                              stdout=subprocess.PIPE, env=env())
     try:
         assert writer.stdout.readline() == b"ready\n"
         merges = 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import configparser
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import memo
+from helpers import ROOT, env
 
-ROOT = Path(__file__).resolve().parents[1]
+import memo
 
 
 def _setup_cfg() -> configparser.ConfigParser:
@@ -50,8 +49,8 @@ def test_memwand_logs_a_run(tmp_path: Path) -> None:
         "f(1); f(2)\n"
     )
     (tmp_path / "runs").mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                          env=env(WANDB_SILENT="true", WANDB_MODE="offline"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "runs" / "wandb").glob("offline-run-*"))) == 2
@@ -60,7 +59,7 @@ def test_memwand_logs_a_run(tmp_path: Path) -> None:
 def test_import_on_windows_names_the_reason() -> None:
     """On Windows (sys.platform == "win32") import memo fails with why, not on fcntl."""
     code = "import sys; sys.platform = 'win32'; import memo"
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+    done = subprocess.run([sys.executable, "-c", code], env=env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import env
 
 import memo
 from memo.plan import plan_path, read, record_function
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _lines(path):
@@ -51,9 +50,7 @@ def test_many_processes_record_one_plan_at_once(tmp_path):
     path = tmp_path / "r.jsonl"
     code = ("import sys, memo\n"
             "memo.plan(sys.argv[1], memo.grid(i=range(200), j=range(5)))\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], env=env())
              for _ in range(6)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 6
     lines = _lines(path)  # every line whole JSON

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 import statistics
 import subprocess
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import env
 
 import memo
 from memo.plot import PlotError, chart_spec, save, t975
@@ -22,18 +22,11 @@ alt = pytest.importorskip("altair")
 vlc = pytest.importorskip("vl_convert")
 Image = pytest.importorskip("PIL.Image")
 
-ROOT = Path(__file__).resolve().parents[1]
 META = {"f": "train.run", "v": "1", "a": ["lr", "depth", "seed"]}
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
-
-
 def _memo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memo", *args], cwd=cwd, env=_env(),
+    return subprocess.run([sys.executable, "-m", "memo", *args], cwd=cwd, env=env(),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -193,7 +186,7 @@ def test_a_chart_renders_in_jupyter_and_saves_offline(tmp_path):
 def test_import_memo_does_not_import_altair():
     done = subprocess.run([sys.executable, "-c", "import sys, memo; memo.plot; "
                            "print('altair' in sys.modules, 'vl_convert' in sys.modules)"],
-                          env=_env(), capture_output=True, text=True, timeout=60)
+                          env=env(), capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "False"], done.stderr
 
 
@@ -239,7 +232,7 @@ def test_cli_reads_standard_input_and_writes_standard_output(tmp_path):
     lines = b"".join(dumps_line(r) for r in _sweep())
     done = subprocess.run([sys.executable, "-m", "memo", "plot", "-", "-x", "lr", "-y", "loss",
                            "-o", "-", "--format", "svg"], input=lines, cwd=tmp_path,
-                          env=_env(), capture_output=True, timeout=120)
+                          env=env(), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(b"<svg") and done.stdout.count(b"<path") > 5
     assert list(tmp_path.iterdir()) == []  # nothing left behind

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import ROOT, subprocess_env
+from helpers import ROOT, env
 
 from memo import (
     RunError,
@@ -26,10 +26,6 @@ from memo.exceptions import MemoError
 
 PROCESS_BACKENDS = ["processes", "multiprocessing", "loky"]
 ALL_BACKENDS = ["serial", "threads", *PROCESS_BACKENDS]
-
-
-def _env() -> dict[str, str]:
-    return subprocess_env(MEMO_PROGRESS_INTERVAL="3600")
 
 
 def _keys(records, names=("a", "b")):
@@ -288,8 +284,9 @@ def test_n_jobs_like_joblib():
 def test_no_progress_bar_without_a_terminal(tmp_path):
     script = tmp_path / "bar.py"
     script.write_text(_BAR_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), "True"], env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, str(script), "True"],
+                          env=env(MEMO_PROGRESS_INTERVAL="3600"), capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert "call/s" not in done.stderr and "%" not in done.stderr
     assert "7 of 8 calls succeeded" in done.stderr  # the failure summary is still printed
@@ -325,7 +322,8 @@ def _in_terminal(tmp_path, *args, script=None, expect="8") -> str:
         script = tmp_path / "bar.py"
         script.write_text(_BAR_SCRIPT)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, str(script), *args], env=_env(), cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, str(script), *args],
+                            env=env(MEMO_PROGRESS_INTERVAL="3600"), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=follower, text=True)
     os.close(follower)
     shown = b""
@@ -377,8 +375,8 @@ def test_runner_sweep_example_shows_its_bar(tmp_path):
 def test_pool_sweep_example(tmp_path):
     for _ in range(2):  # the second run skips everything
         done = subprocess.run([sys.executable, str(ROOT / "scripts" / "pool_sweep.py")],
-                              cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                              timeout=120)
+                              cwd=tmp_path, env=env(MEMO_PROGRESS_INTERVAL="3600"),
+                              capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("24 records from ")
     records = load(tmp_path / "pool_sweep.jsonl", errors="raise")
@@ -540,8 +538,9 @@ def test_the_kept_loky_pool_ends_with_the_interpreter(tmp_path):
             memo.Runner("loky", n_jobs=2).run(square, memo.grid(x=range(6)), progbar=False)
             print("ran")
     """))
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path,
+                          env=env(MEMO_PROGRESS_INTERVAL="3600"), capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ran" and "Traceback" not in proc.stderr
 
@@ -609,8 +608,8 @@ def test_settings_claimed_elsewhere_are_left_to_the_end():
 def test_a_logged_run_prints_progress_lines(tmp_path):
     script = tmp_path / "bar.py"
     script.write_text(_BAR_SCRIPT)
-    env = subprocess_env(MEMO_PROGRESS_INTERVAL="0")
-    done = subprocess.run([sys.executable, str(script), "None"], env=env,
+    child_env = env(MEMO_PROGRESS_INTERVAL="0")
+    done = subprocess.run([sys.executable, str(script), "None"], env=child_env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("memo: f: ")]
@@ -618,7 +617,7 @@ def test_a_logged_run_prints_progress_lines(tmp_path):
     assert "/8 calls (" in lines[0] and "calls/s" in lines[0]
     assert lines[-1].startswith("memo: f: 8/8 calls (100%), 1 failed") and "done in" in lines[-1]
     assert "7 of 8 calls succeeded, 1 failed" in done.stderr
-    quiet = subprocess.run([sys.executable, str(script), "False"], env=env,
+    quiet = subprocess.run([sys.executable, str(script), "False"], env=child_env,
                            capture_output=True, text=True, timeout=120)
     assert "memo: f:" not in quiet.stderr
 
@@ -644,7 +643,7 @@ def test_a_setting_another_run_is_computing_is_left_to_the_end(tmp_path):
     """)
     (tmp_path / "claimed_sweep.py").write_text(source)
     holder = subprocess.Popen([sys.executable, "-c", "import claimed_sweep as m; m.f(x=0)"],
-                              cwd=tmp_path, env=subprocess_env(PYTHONPATH=os.pathsep.join(
+                              cwd=tmp_path, env=env(PYTHONPATH=os.pathsep.join(
                                   [str(tmp_path), str(ROOT)])))
     try:
         import importlib

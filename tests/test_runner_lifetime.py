@@ -13,13 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import subprocess_env
+from helpers import env
 
 from memo import Runner, grid, load, memlist
-
-
-def _env() -> dict[str, str]:
-    return subprocess_env(MEMO_PROGRESS_INTERVAL="3600")
 
 
 def _alive(pid: int) -> bool:
@@ -80,7 +76,8 @@ def _start_hanging(tmp_path: Path, backend: str,
     script = tmp_path / "hang.py"
     script.write_text(HANGING_RUN)
     proc = subprocess.Popen([sys.executable, str(script), backend, str(tmp_path)],
-                            env=_env(), cwd=tmp_path, start_new_session=True)
+                            env=env(MEMO_PROGRESS_INTERVAL="3600"), cwd=tmp_path,
+                            start_new_session=True)
     deadline = time.monotonic() + 90
     while len(list(tmp_path.glob("started-*"))) < processes:
         assert proc.poll() is None, "the run ended early"

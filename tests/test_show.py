@@ -15,23 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import env
 
 import memo
 from memo.show import Query, WhereError, compile_where, select, table
 
-ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
 
 
 def show(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "memo", "show", *map(str, args)], cwd=cwd,
-                          env=_env(), capture_output=True, text=True, timeout=120)
+                          env=env(), capture_output=True, text=True, timeout=120)
     if check:
         assert done.returncode == 0, done.stderr
     return done
@@ -207,10 +201,8 @@ def test_wide_table_fits_the_terminal(results):
 
 def test_on_a_terminal_rich_draws_the_table(results):
     parent, child = pty.openpty()
-    env = _env()
-    env["COLUMNS"] = "120"
     proc = subprocess.Popen([sys.executable, "-m", "memo", "show", str(results), "--tail", "2"],
-                            stdout=child, stderr=subprocess.PIPE, env=env)
+                            stdout=child, stderr=subprocess.PIPE, env=env(COLUMNS="120"))
     os.close(child)
     chunks = []
     while True:
@@ -235,14 +227,14 @@ def test_follow_prints_records_as_they_are_appended(tmp_path):
               "f = memo.memfile(sys.argv[1])(lambda i: {'sq': i * i})\n"
               "for i in range(int(sys.argv[2]), int(sys.argv[3])):\n"
               "    f(i)\n")
-    subprocess.run([sys.executable, "-c", writer, str(path), "0", "3"], env=_env(), check=True,
+    subprocess.run([sys.executable, "-c", writer, str(path), "0", "3"], env=env(), check=True,
                    timeout=60)
     proc = subprocess.Popen([sys.executable, "-m", "memo", "show", str(path), "--follow",
-                             "--follow-for", "8", "--interval", "0.1"], env=_env(),
+                             "--follow-for", "8", "--interval", "0.1"], env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2)  # the first rows are printed; then another process appends
-        subprocess.run([sys.executable, "-c", writer, str(path), "3", "6"], env=_env(),
+        subprocess.run([sys.executable, "-c", writer, str(path), "3", "6"], env=env(),
                        check=True, timeout=60)
         out, err = proc.communicate(timeout=60)
     finally:

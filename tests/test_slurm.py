@@ -12,11 +12,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, env
 
 import memo
 from memo import Runner, grid, load
 
-ROOT = Path(__file__).resolve().parents[1]
 ARRAY_SCRIPT = ROOT / "scripts" / "sbatch_array.sh"
 GRID = grid(class_size=range(2, 62, 2), n_sim=[100, 500])  # what scripts/sbatch_sweep.py runs
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED"}
@@ -24,18 +24,12 @@ ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUE
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
-
-
 def sbatch(*args: str, cwd: Path) -> str:
     # the job inherits PATH from sbatch: Python is named by its full path
     sweep = ROOT / "scripts" / "sbatch_sweep.py"
     done = subprocess.run(["sbatch", "--parsable",
                            f"--export=ALL,PYTHON={sys.executable},SWEEP={sweep}",
-                           *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                           *args], cwd=cwd, env=env(), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().split(";")[0]
@@ -101,7 +95,7 @@ def test_array_job_into_shards_merged_afterwards(tmp_path):
         pytest.skip("memo.merge (memo merge OUT IN...) is not part of this version of memo")
     done = subprocess.run([sys.executable, "-m", "memo", "merge", "merged.jsonl",
                            *[str(p.relative_to(tmp_path)) for p in parts]],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     merged = load(tmp_path / "merged.jsonl", errors="raise")
 

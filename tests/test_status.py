@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,12 +12,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import env
 
 import memo
 from memo.plan import plan_path
 from memo.status import SweepStatus, summarize, todo
-
-ROOT = Path(__file__).resolve().parents[1]
 
 SWEEP = textwrap.dedent("""\
     import os
@@ -45,24 +43,17 @@ SWEEP = textwrap.dedent("""\
     """)
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.pop("FAIL", None)
-    env.update(extra)
-    return env
-
-
-def status(*args, cwd, env=None) -> subprocess.CompletedProcess:
+def status(*args, cwd, environ=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "memo", "status", *map(str, args)], cwd=cwd,
-                          env=env or _env(), capture_output=True, text=True, timeout=120)
+                          env=environ or env(FAIL=None), capture_output=True, text=True,
+                          timeout=120)
 
 
 @pytest.fixture
 def sweep(tmp_path):
     """A sweep of 9 settings: 6 run, of which 2 failed (depth 8); 3 never ran."""
     (tmp_path / "sweep.py").write_text(SWEEP)
-    subprocess.run([sys.executable, "sweep.py", "7"], cwd=tmp_path, env=_env(FAIL="1"),
+    subprocess.run([sys.executable, "sweep.py", "7"], cwd=tmp_path, env=env(FAIL="1"),
                    check=True, timeout=120)
     (tmp_path / "calls.log").unlink()
     return tmp_path
@@ -91,7 +82,7 @@ def test_rerun_runs_only_the_missing_and_failed_settings(sweep):
     rerun = status("results.jsonl", "--rerun", cwd=sweep)
     assert rerun.stdout.startswith("# 4 of 9 settings to run (2 missing, 2 failed)")
     assert "from sweep import train" in rerun.stdout
-    done = subprocess.run(["bash", "-c", rerun.stdout], cwd=sweep, env=_env(),
+    done = subprocess.run(["bash", "-c", rerun.stdout], cwd=sweep, env=env(FAIL=None),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     calls = Counter((sweep / "calls.log").read_text().splitlines())
@@ -103,7 +94,7 @@ def test_rerun_runs_only_the_missing_and_failed_settings(sweep):
 
 
 def test_only_failures_left_exits_3(sweep):
-    subprocess.run([sys.executable, "sweep.py", "9"], cwd=sweep, env=_env(FAIL="1"), check=True,
+    subprocess.run([sys.executable, "sweep.py", "9"], cwd=sweep, env=env(FAIL="1"), check=True,
                    timeout=120)
     done = status("results.jsonl", cwd=sweep)
     assert done.returncode == 3, done.stdout
@@ -222,9 +213,9 @@ def test_slurm_array_status_show_and_rerun_of_failed_tasks(tmp_path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "job.sh").write_text(JOB)
     (tmp_path / "array_sweep.py").write_text(ARRAY_SWEEP)
-    env = _env(PYTHON=sys.executable)
+    child_env = env(FAIL=None, PYTHON=sys.executable)
     submit = subprocess.run(["sbatch", "--parsable", "--array=0-5",
-                             "--export=ALL,FAIL_TASKS=2:5", "job.sh"], cwd=tmp_path, env=env,
+                             "--export=ALL,FAIL_TASKS=2:5", "job.sh"], cwd=tmp_path, env=child_env,
                             capture_output=True, text=True, timeout=60)
     assert submit.returncode == 0, submit.stderr
     job = submit.stdout.strip().split(";")[0]
@@ -233,10 +224,10 @@ def test_slurm_array_status_show_and_rerun_of_failed_tasks(tmp_path):
     def look() -> None:  # while the tasks append: both commands read the file
         if not (tmp_path / "results.jsonl").exists():
             return
-        st = status("results.jsonl", "--json", cwd=tmp_path, env=env)
+        st = status("results.jsonl", "--json", cwd=tmp_path, environ=child_env)
         shown = subprocess.run([sys.executable, "-m", "memo", "show", "results.jsonl",
                                 "--format", "csv", "--columns", "i,square"], cwd=tmp_path,
-                               env=env, capture_output=True, text=True, timeout=60)
+                               env=child_env, capture_output=True, text=True, timeout=60)
         seen.append((st.returncode, st.stdout, shown.returncode))
         if shown.returncode == 0:
             for line in shown.stdout.splitlines()[1:]:
@@ -251,16 +242,16 @@ def test_slurm_array_status_show_and_rerun_of_failed_tasks(tmp_path):
     assert any(json.loads(out)["done"] < 16 for code, out, _ in seen if code == 1)
     s = summarize(tmp_path / "results.jsonl")
     assert (s.planned, s.done, s.missing, s.failed) == (24, 16, 8, 0)
-    rerun = status("results.jsonl", "--rerun", cwd=tmp_path, env=env)
+    rerun = status("results.jsonl", "--rerun", cwd=tmp_path, environ=child_env)
     assert rerun.returncode == 0
     command = rerun.stdout.splitlines()[-1]
     assert re.fullmatch(r"MEMO_SHARD_ARRAY=0:1:6 sbatch --array=2,5 \S+job\.sh", command), \
         rerun.stdout
     again = subprocess.run(["bash", "-c", command.replace(" sbatch ", " sbatch --parsable ")],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+                           cwd=tmp_path, env=child_env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert _wait(again.stdout.strip().split(";")[0]) == Counter({"COMPLETED": 2})
-    final = status("results.jsonl", cwd=tmp_path, env=env)
+    final = status("results.jsonl", cwd=tmp_path, environ=child_env)
     assert final.returncode == 0, final.stdout
     records = memo.load(tmp_path / "results.jsonl", errors="raise")
     assert sorted(r["i"] for r in records) == list(range(24))  # each setting exactly once
@@ -289,7 +280,7 @@ def test_a_call_being_computed_under_a_claim_is_running(tmp_path):
                 slow(x)
         """)
     (tmp_path / "claimed.py").write_text(script)
-    proc = subprocess.Popen([sys.executable, "claimed.py"], cwd=tmp_path, env=_env())
+    proc = subprocess.Popen([sys.executable, "claimed.py"], cwd=tmp_path, env=env(FAIL=None))
     try:
         deadline = time.monotonic() + 60
         s = None

@@ -8,8 +8,7 @@ import sys
 import textwrap
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 SCRIPT = textwrap.dedent("""
     import memo
@@ -46,7 +45,7 @@ def test_stacked_decorators_keep_the_signature(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental",
                            "--cache-dir", str(tmp_path / ".mypy"), str(script)],
                           capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={**os.environ, "MYPYPATH": ROOT})
+                          env={**os.environ, "MYPYPATH": str(ROOT)})
     out = done.stdout
     assert 'Revealed type is "def (a: int, b: str =) -> dict[str, float]"' in out, out
     assert 'Revealed type is "def (a: int) -> dict[str, int]"' in out, out

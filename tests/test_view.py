@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ROOT, env
 
 from memo.serialize import dumps_line
 
@@ -32,18 +33,10 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("vl_convert")
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 META = {"f": "train.run", "v": "1", "a": ["lr", "depth", "opt", "seed"]}
 SHOTS = Path(os.environ.get("MEMO_SCREENSHOTS", tempfile.gettempdir())) / "memo-view-shots"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.pop("MEMO_TOKEN", None)
-    return env
 
 
 def record(i: int) -> dict[str, Any]:
@@ -73,12 +66,9 @@ class Server:
     """``python -m memo ARGS`` (view, or serve --view) until stopped; ``url`` once it listens."""
 
     def __init__(self, *args: str, token: str | None = None, timeout: float = 60) -> None:
-        env = _env()
-        if token is not None:
-            env["MEMO_TOKEN"] = token
         self.process = subprocess.Popen([sys.executable, "-m", "memo", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env=env)
+                                        text=True, env=env(MEMO_TOKEN=token))
         self.lines: list[str] = []
         self.errors: list[str] = []
         ready = threading.Event()
@@ -302,8 +292,8 @@ def test_records_appended_by_another_process_appear_within_two_seconds(browser, 
     """)
     for start, stop in ((60, 75), (75, 76)):
         done = subprocess.run([sys.executable, "-c", writer, str(path), str(ROOT / "tests"),
-                               str(start), str(stop)], env=_env(), capture_output=True,
-                              text=True, timeout=60)
+                               str(start), str(stop)], env=env(MEMO_TOKEN=None),
+                              capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         appended = time.monotonic()
         until(lambda stop=stop: count(browser) == stop and len(rows(browser)) == stop, 2.0,
@@ -585,7 +575,7 @@ def test_access_rules_follow_memo_serve(tmp_path):
         app(tmp_path / "r.jsonl", token="")
     for args in (["--token", ""], ["--host", "0.0.0.0"]):
         done = subprocess.run([sys.executable, "-m", "memo", "view", str(tmp_path / "r.jsonl"),
-                               "--port", "0", *args], env=_env(), capture_output=True,
+                               "--port", "0", *args], env=env(MEMO_TOKEN=None), capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 2 and done.stderr.startswith("memo view: "), done.stderr
 
@@ -674,7 +664,8 @@ def test_page_follows_a_slurm_array_while_it_writes(browser, tmp_path, slurm_clu
             until(lambda: count(browser) == 0 and "live" in browser.find_element(
                 "id", "live-text").text, 30, "the page waiting for the file")
             done = subprocess.run(["sbatch", "--parsable", str(job)], cwd=tmp_path,
-                                  env=_env(), capture_output=True, text=True, timeout=60)
+                                  env=env(MEMO_TOKEN=None), capture_output=True, text=True,
+                                  timeout=60)
             assert done.returncode == 0, done.stderr
             job_id = done.stdout.strip().split(";")[0]
             seen = set()

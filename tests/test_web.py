@@ -25,8 +25,6 @@ from memo.sinks.web import DeliveryError, DeliveryWarning  # noqa: E402
 
 np = pytest.importorskip("numpy")
 
-ENV = env()
-
 
 def experiment(x: int, lr: float = 0.1) -> dict:
     return {"loss": x * lr}
@@ -156,15 +154,15 @@ def test_a_refused_record_is_spooled_with_one_warning_and_resent_by_command(tmp_
         assert lines(path) == []
         assert [r["x"] for r in lines(spool)] == [1, 2]
         cmd = [sys.executable, "-m", "memo", "resend", str(spool), server.url]
-        wrong = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
+        wrong = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=60)
         assert wrong.returncode == 1 and "401" in wrong.stderr
         assert len(lines(spool)) == 2
-        done = subprocess.run(cmd + ["--token", "tok"], capture_output=True, text=True, env=ENV,
+        done = subprocess.run(cmd + ["--token", "tok"], capture_output=True, text=True, env=env(),
                               timeout=60)
         assert done.returncode == 0, done.stderr
         assert "sent 2 record(s)" in done.stdout
         again = subprocess.run(cmd + ["--token", "tok"], capture_output=True, text=True,
-                               env=ENV, timeout=60)
+                               env=env(), timeout=60)
         assert again.returncode == 0 and "sent 0 record(s)" in again.stdout
     assert [r["x"] for r in lines(path)] == [1, 2]
     assert lines(spool) == []
@@ -291,7 +289,7 @@ def run_script(tmp_path, code):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env=ENV, cwd=tmp_path, timeout=120)
+                          env=env(), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -377,7 +375,7 @@ def test_without_a_client_dependency_memweb_names_the_install(module):
             "except ImportError as exc:\n"
             "    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=ENV, timeout=60)
+                          env=env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"memweb needs {module}" in proc.stdout and "'.[web]'" in proc.stdout
 
@@ -422,7 +420,7 @@ def test_one_oversized_record_does_not_block_the_thousand_behind_it(tmp_path, ho
         else:
             cmd = [sys.executable, "-m", "memo", "resend", str(spool), server.url]
             cmd += how.split()[1:]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
             assert done.returncode == 1, done.stderr  # not everything was delivered
             assert "sent 1000 record(s)" in done.stdout
             assert "refused 1 record(s) for good" in done.stderr

@@ -12,10 +12,9 @@ import threading
 import time
 
 import pytest
+from helpers import env
 
 from memo.writer import AppendWriter, WriteError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("mode", ["flock", "posix", "soft", "none"])
@@ -60,7 +59,7 @@ def test_rlimit_fsize_gives_a_clear_error_and_no_partial_line(tmp_path):
     limit = 100_000  # not a multiple of the line length: the last write is cut short
     out = subprocess.run([sys.executable, "-c", FSIZE, path, str(limit)], check=True,
                          capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": ROOT}).stdout.splitlines()
+                         env=env()).stdout.splitlines()
     written, message = int(out[0]), out[1]
     assert "File too large" in message and path in message and "nothing was written" in message
     data = open(path, "rb").read()
