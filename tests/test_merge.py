@@ -13,6 +13,7 @@ import pytest
 from helpers import ROOT, env
 
 import memo
+from memo.plan import read as read_plan
 
 
 def _lines(path):
@@ -126,6 +127,45 @@ def test_cli_merge(tmp_path):
                               str(tmp_path / "missing.jsonl")], env=child_env, capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "missing.jsonl" in missing.stderr
+
+
+def test_cli_dedupe_by_keys_as_the_api_does(tmp_path):
+    """--dedupe-by KEY is dedupe=[KEY]; --key, its old spelling, still works and says so."""
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(b'{"n":1,"s":1,"y":1}\n{"n":1,"s":1,"y":2}\n{"n":1,"s":2,"y":3}\n')
+    merged = {}
+    for flags in (["--dedupe-by", "n,s"], ["--dedupe-by", "n", "--dedupe-by", "s"],
+                  ["--key", "n", "--key", "s"], ["--dedupe-by", "n"], ["--dedupe"]):
+        out = tmp_path / "o.jsonl"
+        run = subprocess.run([sys.executable, "-m", "memo", "merge", "-q", str(out), str(src),
+                              *flags], env=env(), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert ("now spelled --dedupe-by" in run.stderr) == ("--key" in flags)
+        merged[" ".join(flags)] = [r["y"] for r in _lines(out)]
+    api = [r["y"] for r in (memo.merge(tmp_path / "api.jsonl", src, dedupe=["n", "s"]),
+                            _lines(tmp_path / "api.jsonl"))[1]]
+    assert merged["--dedupe-by n,s"] == merged["--dedupe-by n --dedupe-by s"] == \
+        merged["--key n --key s"] == api == [1, 3]
+    assert merged["--dedupe-by n"] == [1]
+    assert merged["--dedupe"] == [1, 2, 3]  # no two records are identical
+
+
+def test_a_merge_takes_the_plans_of_its_inputs_along_once(tmp_path):
+    """memo status on a merged file knows what the sweep planned (shard-mode target)."""
+    target, out = tmp_path / "res.jsonl", tmp_path / "all.jsonl"
+    f = memo.memfile(target, mode="shard")(lambda x: {"y": x})
+    memo.plan(target, memo.grid(x=range(5)))
+    for x in range(3):
+        f(x)
+    memo.merge(out, [target])
+    plan = read_plan(out)
+    assert plan is not None and plan.settings == [{"x": i} for i in range(5)]
+    status = subprocess.run([sys.executable, "-m", "memo", "status", str(out)], env=env(),
+                            capture_output=True, text=True)
+    assert status.returncode == 1 and "3 of 5 planned settings done" in status.stdout
+    size = os.path.getsize(str(out) + ".plan")
+    memo.merge(out, [out, tmp_path / "res.jsonl.shards"], dedupe=["x"])  # again: no growth
+    assert os.path.getsize(str(out) + ".plan") == size
 
 
 def test_merge_script(tmp_path):

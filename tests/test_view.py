@@ -578,6 +578,12 @@ def test_access_rules_follow_memo_serve(tmp_path):
                                "--port", "0", *args], env=env(MEMO_TOKEN=None), capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 2 and done.stderr.startswith("memo view: "), done.stderr
+    assert "--insecure-no-token" in done.stderr  # the flag memo serve names the same way
+    for args in (["--port", "99999"], ["--port", "x"]):  # checked as memo serve checks it
+        done = subprocess.run([sys.executable, "-m", "memo", "view", str(tmp_path / "r.jsonl"),
+                               *args], env=env(MEMO_TOKEN=None), capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2 and "a port from 0 to 65535" in done.stderr, done.stderr
 
 
 def test_status_counts_the_plan_where_memo_status_knows_it(tmp_path):
