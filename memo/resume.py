@@ -108,8 +108,13 @@ class LegacyRecordWarning(UserWarning):
 
 
 def _outputs(record: dict[str, Any], call_args: Any) -> dict[str, Any]:
-    """A stored record minus its arguments and memo's own keys: what the call returned."""
-    return {k: v for k, v in record.items() if k not in call_args and k != META_KEY}
+    """A stored record minus its arguments and memo's own keys: what the call returned.
+    (``record`` is a copy of the caller's own, decoded from the file: emptied in place.)"""
+    pop = record.pop
+    for name in call_args:
+        pop(name, None)
+    pop(META_KEY, None)
+    return record
 
 
 # ---- records in a Python list (memlist) ----
@@ -164,6 +169,7 @@ class ListIndex:
 # ---- records in files (memfile, shared or shard mode) ----
 
 _lseek, _pread = os.lseek, os.pread
+_loads = serialize.loads
 
 
 class _Meta(msgspec.Struct, gc=False):
@@ -263,7 +269,7 @@ class FileIndex:
         while True:
             data = _pread(src.fd, size, offset)
             # a line that starts with a newline ended a dead writer's fragment before it
-            first = 1 if data[:1] == b"\n" else 0
+            first = 1 if data.startswith(b"\n") else 0
             end = data.find(b"\n", first)
             if end >= 0:
                 data = data[first:end]
@@ -272,16 +278,18 @@ class FileIndex:
                 return None
             size *= 4
         try:
-            record = serialize.loads(data)
+            record = _loads(data)
         except ValueError:
             return None
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             return None
         meta = record.get(META_KEY)
-        if isinstance(meta, dict) and meta.get("k") is not None:
-            return record if meta.get("k") == key else None
+        if type(meta) is dict:
+            k = meta.get("k")
+            if k is not None:
+                return record if k == key else None
         found: str | None
-        if isinstance(meta, dict):
+        if type(meta) is dict:
             args = meta.get("a") or []
             found = call_key(self.identity.function, {a: record[a] for a in args if a in record})
         else:
