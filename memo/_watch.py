@@ -57,12 +57,28 @@ class Watcher:
         self.generation = 0
         self._libc = libc
         self._lock = threading.Lock()
+        self._users: dict[int, int] = {}  # watch descriptor -> writers using it
 
-    def add(self, path: str) -> bool:
-        """Watch ``path`` (the file it names now); False if the kernel refuses."""
+    def add(self, path: str) -> int:
+        """Watch ``path`` (the file it names now): a watch descriptor, or -1 if the kernel
+        refuses (the per-user limit of watches). Writers of one file share its watch."""
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path),
                                           _IN_ATTRIB | _IN_DELETE_SELF | _IN_MOVE_SELF)
-        return wd >= 0
+        if wd >= 0:
+            with self._lock:
+                self._users[wd] = self._users.get(wd, 0) + 1
+        return int(wd)
+
+    def release(self, wd: int) -> None:
+        """A writer no longer uses ``wd`` (it closed its file): the last one removes the
+        watch, which would otherwise count against the user's limit while the file exists."""
+        with self._lock:
+            left = self._users.get(wd, 0) - 1
+            if left > 0:
+                self._users[wd] = left
+                return
+            self._users.pop(wd, None)
+        self._libc.inotify_rm_watch(self.fd, wd)  # fails harmlessly if the file is gone
 
     def drain(self) -> None:
         """Some watched file changed: note it (before reading, see the class), empty the queue."""
@@ -99,16 +115,18 @@ def _make() -> Watcher | None:
     return Watcher(fd, libc)
 
 
-def watch(path: str) -> Watcher | None:
-    """Watch the file ``path`` names now; the process's :class:`Watcher`, or None."""
+def watch(path: str) -> tuple[Watcher, int] | None:
+    """Watch the file ``path`` names now: the process's :class:`Watcher` and the watch
+    descriptor (to :meth:`~Watcher.release`), or None where inotify cannot watch it."""
     global _watcher
     with _lock:
         if _watcher is None and not _failed:
             _watcher = _make()
         watcher = _watcher
-    if watcher is None or not watcher.add(path):
+    if watcher is None:
         return None
-    return watcher
+    wd = watcher.add(path)
+    return (watcher, wd) if wd >= 0 else None
 
 
 def _after_fork() -> None:

@@ -71,6 +71,8 @@ class AppendWriter:
         _LIVE.add(self)
 
     def _set_mode(self, mode: str) -> None:
+        if getattr(self, "_watcher", None) is not None:  # a mode given up (no flock here)
+            self._unwatch()
         self.mode = mode
         self._lockop = locking.lock_function(mode, self.path, self.timeout)
         self._sync = os.fsync if self.durable else os.fdatasync if mode == "posix" else None
@@ -79,6 +81,7 @@ class AppendWriter:
         self._watchable = mode == "flock" and not self.durable and \
             filesystem.mount_info(self.path).type in _watch.LOCAL_FILESYSTEMS
         self._watcher: _watch.Watcher | None = None
+        self._wd = -1  # our file's watch descriptor
         self._seen = -1  # the watcher's generation when we last checked with fstat
         self._queued = bytearray(4)  # FIONREAD's answer (the writer's own: under its mutex)
 
@@ -103,9 +106,16 @@ class AppendWriter:
         self._fd, self._end = fd, -1
         # after the watch is set, the first append checks with fstat (the path may have
         # been replaced between our open and the watch); later appends only after an event
-        self._watcher = _watch.watch(self.path) if self._watchable else None
+        watched = _watch.watch(self.path) if self._watchable else None
+        self._watcher, self._wd = watched if watched is not None else (None, -1)
         self._seen = -1
         return fd
+
+    def _unwatch(self) -> None:
+        """Before our descriptor is closed: let the watch of our file go."""
+        if self._watcher is not None:
+            self._watcher.release(self._wd)
+        self._watcher, self._wd, self._seen = None, -1, -1
 
     def _agree(self, fd: int) -> None:
         """Use the lock mode recorded on the file by its first writer, or record ours."""
@@ -189,6 +199,7 @@ class AppendWriter:
         """The file we hold was deleted or replaced: open (or create) the path, lock it."""
         for _ in range(100):
             lockop(fd, _UN)
+            self._unwatch()
             os.close(fd)
             self._fd = -1
             fd = self._open()
@@ -292,7 +303,7 @@ class AppendWriter:
             except OSError:
                 pass
         self._fd, self._end = -1, -1
-        self._watcher, self._seen = None, -1  # the parent's inotify queue is not ours
+        self._watcher, self._wd, self._seen = None, -1, -1  # the parent's queue is not ours
         self._mutex = locking.process_mutex(self.path)  # the child's own (reset at fork)
         self._soft = None  # a FileLock made before fork refuses to work in the child
 
@@ -330,10 +341,10 @@ class AppendWriter:
 
     def close(self) -> None:
         with self._mutex:
+            self._unwatch()
             if self._fd >= 0:
                 os.close(self._fd)
             self._fd, self._end = -1, -1
-            self._watcher, self._seen = None, -1
 
 
 def _reset_after_fork() -> None:

@@ -84,6 +84,30 @@ def test_a_moved_file_keeps_the_records_written_before_the_next_look(tmp_path, n
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_closed_writers_leave_no_inotify_watch_behind(tmp_path):
+    """Watches count against a per-user limit while their files exist: close lets them go,
+    the last of a file's writers in a process (as the kernel lists them)."""
+    fs = [memo.memfile(tmp_path / f"f{i}.jsonl")(lambda x: {"y": 1}) for i in range(20)]
+    twin = memo.memfile(tmp_path / "f0.jsonl")(lambda x: {"y": 2})
+    for f in [*fs, twin]:
+        f(1)
+    watcher = fs[0].memo_sink.writer._watcher
+    assert watcher is not None
+
+    def watches() -> int:
+        with open(f"/proc/self/fdinfo/{watcher.fd}") as info:
+            return info.read().count("inotify wd:")
+
+    before = watches()
+    for f in fs:
+        f.close()
+    assert watches() == before - 19  # f0's watch stays while its twin writes
+    twin(2)
+    twin.close()
+    assert watches() == before - 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 def test_a_forked_child_does_not_take_its_parents_notices(tmp_path):
     """The inotify queue is the process's own: a child that reads events of its own must
     not consume the event that tells the parent its file was replaced."""
