@@ -41,7 +41,7 @@ __all__ = ["FileIndex", "Identity", "ListIndex"]
 
 _SRC_SHIFT = 44  # a position packs (source number, byte offset): files up to 16 TiB
 _OFFSET_MASK = (1 << _SRC_SHIFT) - 1
-BLOCK = 4 << 20
+BLOCK = 1 << 20
 RESCAN = 0.2  # seconds between looks for new source files (shard folders)
 RECHECK = 0.05  # seconds between checks that a path still names the indexed file
 
