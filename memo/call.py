@@ -57,7 +57,7 @@ class Call:
     identity (hex) when the recorder computed it (``skip=True``), else ``None``.
     """
 
-    __slots__ = ("function", "version", "arguments", "key", "_tail")
+    __slots__ = ("function", "version", "arguments", "key", "_tail", "_stem")
 
     def __init__(self, function: str, version: str, arguments: tuple[str, ...],
                  key: str | None = None) -> None:
@@ -66,6 +66,7 @@ class Call:
         self.arguments = arguments
         self.key = key
         self._tail: bytes | None = None
+        self._stem: bytes | None = None  # the tail up to the key, made by keyed()
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -81,7 +82,10 @@ class Call:
         """``,"$memo":{...}}`` and the newline, put before a record's closing brace
         (:func:`memo.serialize.dumps_record`): the identity is serialized once per Call,
         which costs less than serializing it with every record."""
-        self._tail = b',"$memo":' + orjson.dumps(self.meta) + b"}\n"
+        if self._stem is not None and self.key is not None:
+            self._tail = self._stem + self.key.encode() + b'"}}\n'
+        else:
+            self._tail = b',"$memo":' + orjson.dumps(self.meta) + b"}\n"
         return self._tail
 
     def keyed(self) -> Callable[[str], Call]:
@@ -93,7 +97,7 @@ class Call:
 
         def make(key: str) -> Call:
             call = Call(function, version, arguments, key)
-            call._tail = stem + key.encode() + b'"}}\n'
+            call._stem = stem  # the tail is made when the record is written (not for a hit)
             return call
         return make
 

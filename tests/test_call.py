@@ -191,3 +191,16 @@ def test_a_skip_hit_survives_a_file_replaced_under_the_index(tmp_path):
     os.replace(tmp, path)
     assert [f(x) for x in range(5)] == [{"y": x} for x in range(5)]
     assert runs == list(range(5))
+
+
+@pytest.mark.parametrize("arguments", [("a", "b"), ()])
+def test_a_keyed_call_writes_the_same_identity_as_one_made_whole(arguments):
+    """skip=True builds each call's $memo from a part serialized once: it must be the
+    identity a Call made from scratch would write, JSON and all."""
+    from memo.call import Call
+    key = "0123456789abcdef0123"
+    base = Call("m.f", 'v"1', arguments)
+    keyed = base.keyed()(key)
+    whole = Call("m.f", 'v"1', arguments, key)
+    assert keyed.tail() == whole.tail()
+    assert json.loads(b"{" + keyed.tail()[1:])["$memo"] == whole.meta
