@@ -665,3 +665,18 @@ def test_a_setting_another_run_is_computing_is_left_to_the_end(tmp_path):
     records = load(path, errors="raise")
     assert sorted(r["x"] for r in records) == [0, 1, 2, 3, 4]
     assert {r["pid"] for r in records if r["x"] == 0} == {holder.pid}
+
+
+def test_the_last_batches_split_what_is_left_evenly_across_workers():
+    """Short calls come in batches of at least 5 ms of work; what is left at the end is
+    split evenly, so that one worker does not get a long last batch while others idle."""
+    from memo.runner.batching import BatchOut, BatchSizer
+    sizer = BatchSizer(None, workers=2, total=20_000)
+    first = [sizer.size() for _ in range(4)]  # nothing measured yet: one call each
+    assert first == [1, 1, 1, 1]
+    sizer.observe(BatchOut(1000, [], [], None, 0.0006))  # 0.6 us per call
+    sizes = []
+    while sizer.taken < 20_000:
+        sizes.append(sizer.size())
+    left_before_last = 20_000 - 4 - sum(sizes[:-2])
+    assert sizes[-1] == sizes[-2] == -(-left_before_last // 2)

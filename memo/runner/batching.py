@@ -66,6 +66,7 @@ class BatchSizer:
         self.total = total
         self.taken = 0
         self.per_call: float | None = None
+        self._even: int | None = None  # the size of the last batches, once they are known
         self._seconds = self._calls = 0.0  # decayed sums: long batches count for more
 
     def size(self) -> int:
@@ -77,9 +78,14 @@ class BatchSizer:
             n = int(min(MAX_BATCH, max(1, self.target / max(self.per_call, 1e-7))))
             if self.total is not None:  # keep a few batches per worker for the tail
                 left = self.total - self.taken
-                tail = max(math.ceil(left / (4 * self.workers)),
-                           int(MIN_BATCH_SECONDS / max(self.per_call, 1e-7)))
-                n = max(1, min(n, tail))
+                least = int(MIN_BATCH_SECONDS / max(self.per_call, 1e-7))
+                if self._even is None and left <= least * self.workers:
+                    # what is left is short work: the rest in one even batch per worker
+                    self._even = max(1, math.ceil(left / self.workers))
+                if self._even is not None:
+                    n = self._even
+                else:
+                    n = max(1, min(n, max(math.ceil(left / (4 * self.workers)), least)))
         self.taken += n
         return n
 
