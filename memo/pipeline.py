@@ -215,8 +215,10 @@ def recorder(
         rec = Recorder(func, sink, include=include, exclude=exclude, skip=skip,
                        retry_failed=retry_failed, version=version)
         name = getattr(func, "__qualname__", repr(func))
-        # the commonest call (every parameter passed positionally) binds without bind()
+        # the commonest calls bind without bind(): every parameter passed positionally, or
+        # every one by name in the signature's order (the Runner's func(**setting))
         count, bind_positional = rec.binder.positional or (-1, None)
+        names = tuple(rec.binder.names) if count >= 0 else None
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -224,6 +226,9 @@ def recorder(
                 rec.prepare()
             if len(args) == count and not kwargs:
                 params = bind_positional(args)  # type: ignore[misc]
+                size = count
+            elif not args and len(kwargs) == count and tuple(kwargs) == names:
+                params = kwargs.copy()  # (kwargs stays as it came, for an error message)
                 size = count
             else:
                 params = rec.binder.bind(args, kwargs)

@@ -83,8 +83,9 @@ def test_output_key_equal_to_argument_is_refused():
     def experiment(x, y):
         return {"x": 2}
 
-    with pytest.raises(KeyCollisionError, match=r"experiment\(\).*\['x'\]"):
-        experiment(1, 2)
+    for args, kwargs in (((1, 2), {}), ((), {"x": 1, "y": 2}), ((), {"y": 2, "x": 1})):
+        with pytest.raises(KeyCollisionError, match=r"experiment\(\).*\['x'\]"):
+            experiment(*args, **kwargs)  # each way of binding the arguments
     assert data == []
     # leaving the argument out lets the output's value stand
     memo.memlist(data=data, exclude=["x"])(experiment.__wrapped__)(1, 2)
@@ -225,3 +226,18 @@ def test_positional_and_keyword_calls_give_the_same_record_and_refuse_the_same_c
         with pytest.raises(KeyCollisionError, match=r"experiment\(\).*\['x'\]"):
             experiment(*args, **kwargs)
     assert len(data) == 3
+
+
+def test_arguments_by_name_are_recorded_in_the_signatures_order():
+    data = []
+
+    @memo.memlist(data=data)
+    def experiment(a, b, c=3):
+        return {"y": a + b + c}
+
+    experiment(a=1, b=2, c=3)
+    experiment(c=3, b=2, a=1)
+    experiment(1, 2, 3)
+    experiment(1, c=3, b=2)
+    assert [list(r) for r in data] == [["a", "b", "c", "y"]] * 4
+    assert all(r == {"a": 1, "b": 2, "c": 3, "y": 6} for r in data)
