@@ -32,7 +32,7 @@ def check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | No
         )
     total = len(settings) if isinstance(settings, Sized) else None
     if total is not None and hasattr(settings, "__getitem__"):
-        if not all(type(s) is dict for s in settings):  # (the common case, in one C loop)
+        if not set(map(type, settings)) <= {dict}:  # (the common case, in C loops only)
             for i, s in enumerate(settings):
                 _check_one(i, s)
         return iter(settings), total
