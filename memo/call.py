@@ -249,6 +249,13 @@ def call_key(function: str | bytes, values: Mapping[str, Any]) -> str:
     return _blake2b(prefix + canonical(values), digest_size=KEY_BYTES).hexdigest()
 
 
+def key_hasher(function: str) -> Any:
+    """A BLAKE2b state already fed ``function``'s :func:`key_prefix`: ``keyer.copy()``,
+    updated with :func:`canonical` arguments, gives :func:`call_key` at half the cost
+    (the hot path of ``skip=True``)."""
+    return _blake2b(key_prefix(function), digest_size=KEY_BYTES)
+
+
 def key_prefix(function: str) -> bytes:
     """What :func:`call_key` hashes before the arguments: the function's name."""
     return function.encode() + b"\x00"

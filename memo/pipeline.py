@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .binding import Binder
-from .call import META_KEY, Call, call_key, fingerprint, function_name, key_prefix
+from .call import META_KEY, Call, canonical, fingerprint, function_name, key_hasher
 from .record import as_mapping, merge
 from .resume import Identity
 from .serialize import SerializationError
@@ -52,7 +52,7 @@ class Recorder:
         self.function = function_name(func)
         self.version = version if version is not None else fingerprint(func)
         self.call = Call(self.function, self.version, tuple(binder.names))
-        self._prefix = key_prefix(self.function)
+        self._hasher = key_hasher(self.function)
         self._keyed = self.call.keyed()
         self.varkw = binder.has_varkw
         self.index: Any = None
@@ -91,10 +91,11 @@ class Recorder:
 
     def call_of(self, params: Mapping[str, Any]) -> Call:
         """The :class:`Call` for bound arguments ``params`` (its key set)."""
+        hasher = self._hasher.copy()  # (equals call_key(self.function, params))
+        hasher.update(canonical(params))
         if self.varkw:  # the arguments differ from call to call
-            return Call(self.function, self.version, tuple(params),
-                        call_key(self._prefix, params))
-        return self._keyed(call_key(self._prefix, params))
+            return Call(self.function, self.version, tuple(params), hasher.hexdigest())
+        return self._keyed(hasher.hexdigest())
 
     def stored(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
         """What ``func(**settings)`` returned when it was recorded, if it was (``skip`` only)."""

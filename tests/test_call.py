@@ -204,3 +204,14 @@ def test_a_keyed_call_writes_the_same_identity_as_one_made_whole(arguments):
     whole = Call("m.f", 'v"1', arguments, key)
     assert keyed.tail() == whole.tail()
     assert json.loads(b"{" + keyed.tail()[1:])["$memo"] == whole.meta
+
+
+def test_the_recorders_key_is_call_key_of_the_function_and_arguments():
+    """The recorder hashes from a state fed the function's name once: the same key as
+    call_key, which other processes, merges and status compute from records."""
+    def f(a, b=2, **more):
+        return {}
+
+    rec = memo.memlist(data=[], skip=True)(f).memo_recorder
+    for params in ({"a": 1, "b": 2}, {"a": [1, 2.5], "b": None}, {"a": 1, "b": 2, "c": "x"}):
+        assert rec.call_of(params).key == call_key(rec.function, params)
