@@ -158,10 +158,11 @@ class AppendWriter:
                         and self._queued == _EMPTY and self._seen == watcher.generation:
                     end = _lseek(fd, 0, 2)  # no event since our last check: still our file
                 else:
-                    seen = watcher.generation if watcher is not None else -1
-                    if seen >= 0 and watcher.pending():  # type: ignore[union-attr]
-                        watcher.drain()  # type: ignore[union-attr]
-                        seen = watcher.generation  # type: ignore[union-attr]
+                    seen = -1
+                    if watcher is not None:  # an event, or another writer drained one
+                        if watcher.pending():
+                            watcher.drain()
+                        seen = watcher.generation  # events from here on are seen next time
                     st = _fstat(fd)  # one call: the end of the file, and whether it is there
                     if not st.st_nlink or self._by_path and self._moved(st):
                         fd, st = self._reopen_locked(fd, lockop)  # deleted or replaced
