@@ -69,7 +69,6 @@ __all__ = ["NONFINITE_KEY", "SerializationError", "dumps", "dumps_line", "loads"
 Fallback = Callable[[Any], Any] | None
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
-_LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
 _TAGS = ("$float", "$complex", "$bytes", "$dict")
 MAX_DEPTH = 200  # nesting memo writes (orjson's own limit is 255); deeper is an error
 NONFINITE_KEY = "$nonfinite"
@@ -295,40 +294,33 @@ def _exact(obj: Any, fallback: Fallback) -> bytes:
     return msgspec.json.encode(out)
 
 
-def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
-    """``obj`` as one line of strict JSON, ending in ``\n``: the unit every file sink appends."""
+def dumps(obj: Any, fallback: Fallback = None) -> bytes:
+    """``obj`` as strict JSON bytes, without the trailing newline."""
     try:
-        out = _orjson_dumps(obj, default=_convert, option=_LINE_OPTS)
+        out = _orjson_dumps(obj, default=_convert, option=_OPTS)
     except TypeError:  # big ints, non-string keys, unknown types: the exact path knows
-        return _exact(obj, fallback) + b"\n"
+        return _exact(obj, fallback)
     # orjson writes nan/inf as null: only then is the exact path needed. A search of the
     # output is a C loop; a Python walk over the values would cost more than the encoding.
     # rpartition is the cheapest call that searches (one argument, no parsing): find()
     # parses an argument tuple and `in` first tries the needle as an integer.
     if out.rpartition(b"null")[1] or out.rpartition(b'{"$')[1] or (
             type(obj) is dict and NONFINITE_KEY in obj):
-        return _exact(obj, fallback) + b"\n"
+        return _exact(obj, fallback)
     return out
+
+
+def dumps_line(obj: Any, fallback: Fallback = None) -> bytes:
+    """``obj`` as one line of strict JSON, ending in ``\n``: the unit every file sink appends."""
+    return dumps(obj, fallback) + b"\n"
 
 
 def dumps_record(record: dict[str, Any], tail: bytes, fallback: Fallback = None) -> bytes:
     """``record`` as one line, with ``tail`` (``,"key":value}\n``) put before its closing
     brace: what a file sink appends, a record and its ``$memo`` identity serialized once
-    (:meth:`memo.call.Call.tail`). The same checks as :func:`dumps_line`, in one call."""
-    try:
-        out = _orjson_dumps(record, default=_convert, option=_OPTS)
-    except TypeError:
-        out = _exact(record, fallback)
-    else:
-        if out.rpartition(b"null")[1] or out.rpartition(b'{"$')[1] or (
-                type(record) is dict and NONFINITE_KEY in record):
-            out = _exact(record, fallback)
+    (:meth:`memo.call.Call.tail`)."""
+    out = dumps(record, fallback)
     return out[:-1] + tail if len(out) > 2 else b"{" + tail[1:]
-
-
-def dumps(obj: Any, fallback: Fallback = None) -> bytes:
-    """``obj`` as strict JSON bytes, without the trailing newline."""
-    return dumps_line(obj, fallback)[:-1]
 
 
 def _untag(obj: Any) -> Any:
