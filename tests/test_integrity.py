@@ -135,11 +135,14 @@ def test_a_forked_child_does_not_take_its_parents_notices(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import sys, memo
-    path, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    import os, sys, memo
+    path, who, stop = sys.argv[1], sys.argv[2], sys.argv[3]
     f = memo.memfile(path, lock=sys.argv[4])(lambda who, i: {"x": 1})
-    for i in range(n):
+    i = 0
+    while not os.path.exists(stop) or i < 50:  # until told, and at least 50 records
         f(who, i)
+        i += 1
+    print(i)  # how many calls returned: each one's record must be in the file
 """)
 
 
@@ -147,21 +150,25 @@ WRITER = textwrap.dedent("""
 @pytest.mark.parametrize("lock", ["flock", "posix", "soft"])
 def test_no_record_is_lost_while_merges_compact_the_file(tmp_path, lock):
     """Writers of every lock mode append while `memo merge F F` replaces F, again and again."""
-    path = str(tmp_path / "r.jsonl")
-    n = 300 if lock != "soft" else 150
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, f"w{k}", str(n), lock],
-                              env=env()) for k in range(2)]
+    path, stop = str(tmp_path / "r.jsonl"), str(tmp_path / "stop")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, f"w{k}", stop, lock],
+                              env=env(), stdout=subprocess.PIPE, text=True) for k in range(2)]
     merges = 0
-    while any(p.poll() is None for p in procs):
-        if os.path.exists(path):
-            memo.merge(path, path, errors="raise")
-            merges += 1
-        time.sleep(0.01)
-    assert all(p.wait(60) == 0 for p in procs)
+    try:
+        deadline = time.monotonic() + 60
+        while merges < 8 and time.monotonic() < deadline:  # merges while both still write
+            if os.path.exists(path):
+                memo.merge(path, path, errors="raise")
+                merges += 1
+            time.sleep(0.01)
+    finally:
+        open(stop, "w").close()
+    counts = [int(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
     memo.merge(path, path, errors="raise")
     got = sorted((r["who"], r["i"]) for r in _records(path))
-    assert got == sorted((f"w{k}", i) for k in range(2) for i in range(n))
-    assert merges > 3
+    assert got == sorted((f"w{k}", i) for k in range(2) for i in range(counts[k]))
+    assert merges == 8
 
 
 def test_posix_mode_hold_excludes_writer_threads_of_the_same_process(tmp_path):

@@ -206,12 +206,13 @@ def test_a_dying_worker_fails_its_calls_and_the_run_goes_on(backend, tmp_path, m
     lost = {f.settings["x"] for f in report.failures}
     assert 3 in lost and all(f.error_type == "WorkerError" for f in report.failures)
     # calls in flight on the broken pool fail with it (a worker may have written the
-    # record of one before the pool broke); every later setting ran on a new pool
+    # record of one before the pool broke); the others run, on the surviving worker until
+    # the pool is found broken (concurrent.futures notices it between results), then on a
+    # new pool
     assert len(lost) <= 2 * 2 + 1
     done = [r["x"] for r in load(tmp_path / "died.jsonl", errors="raise")]
     assert len(done) == len(set(done)) and 3 not in done
-    assert set(range(40)) - lost <= set(done)
-    assert 39 in done
+    assert set(range(40)) - lost <= set(done)  # the run went on: every other setting ran
 
 
 def test_results_in_settings_order():
