@@ -270,8 +270,8 @@ def test_safe_cells(cluster):
 def test_node_local_locks_and_cached_appends_lose_records(cluster):
     """BeeGFS by default: locks per node and appends at each client's idea of the end of
     file, so records of one client overwrite the other's (and lines may be torn)."""
-    n = 80
-    procs = [cluster.writer(k, f"{cluster.host(k)}-{j}", n, "shared")
+    n = 80  # paced, so that both clients append during the same second, however fast
+    procs = [cluster.writer(k, f"{cluster.host(k)}-{j}", n, "shared", pause=0.005)
              for k in range(2) for j in range(2)]
     assert cluster.wait(procs) == [0] * 4
     t = tally(*result_files(cluster, "shared"))
