@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 from .report import diagnose, format_report
 
@@ -16,18 +15,19 @@ def main(args: argparse.Namespace) -> int:
     tag = args.peer
     if tag == "":
         tag = os.environ.get("SLURM_JOB_ID", "default")
+    from ..cli import OK, PROBLEMS, error
+
     try:
         report = diagnose(args.path, appends=not args.no_appends, processes=args.processes,
                           records=args.records, seconds=args.seconds, peer=tag,
                           peer_timeout=args.peer_timeout)
     except (OSError, RuntimeError) as exc:
-        print(f"memo doctor: {exc}", file=sys.stderr)
-        return 2
+        return error("doctor", exc)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
-    return 1 if report["problems"] else 0
+    return PROBLEMS if report["problems"] else OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -208,40 +207,30 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def main(args: argparse.Namespace) -> int:
+    from ..cli import OK, PROBLEMS, error
+
     if not os.path.exists(args.spool):
-        print(f"memo resend: {args.spool}: no such spool file", file=sys.stderr)
-        return 2
-    try:
+        return error("resend", f"{args.spool}: no such spool file")
+    try:  # (a missing package is one line and status 2, by memo.cli.main)
         done = resend(args.spool, args.url, token=args.token or None,
                       headers=dict(args.header), batch=args.batch, timeout=args.timeout,
                       retries=args.retries)
-    except ImportError as exc:
-        print(f"memo resend: {exc}", file=sys.stderr)
-        return 2
     except DeliveryError as exc:
-        print(f"memo resend: {exc}; {args.spool} was left as it was", file=sys.stderr)
-        return 1
+        error("resend", f"{exc}; {args.spool} was left as it was")
+        return PROBLEMS
     print(f"memo resend: sent {done.sent} record(s) from {args.spool} to {args.url}; "
           "the spool is now empty")
     if done.refused:
         message = refused_message(done.refused, done.refused_path, done.first_error, args.url)
-        print(f"memo resend: {message}", file=sys.stderr)
-        return 1
-    return 0
+        error("resend", message)
+        return PROBLEMS
+    return OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ..cli import number
+
     p = subparsers.add_parser(
         "resend", help="send the records a memweb spool holds to a collector, then empty it",
         description="Send every record of a memweb spool file to URL (records keep their ids, "
@@ -254,7 +243,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="bearer token (default: $MEMO_TOKEN)")
     p.add_argument("--header", type=_header, action="append", default=[],
                    metavar="NAME:VALUE", help="an extra HTTP header (repeatable)")
-    p.add_argument("--batch", type=_positive, default=1000,
+    p.add_argument("--batch", type=number(int, 1, None, "a whole number >= 1"), default=1000,
                    help="records per request (default 1000)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--retries", type=int, default=3, help="retries per request")
