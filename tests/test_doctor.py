@@ -127,8 +127,11 @@ def _peers(simulated, behaviour: dict, *args: str) -> list[dict]:
     hosts = simulated.hosts
     hosts.extend(fusefs.Host(name) for name in ("hosta", "hostb"))
     procs = [subprocess.Popen(
+        # appenders that run up to the 1 s limit (not 60 records, done in a few ms), so the
+        # two hosts append at the same time however late one of them sees the other ready
         h.command([sys.executable, "-m", "memo", "doctor", p, "--json", "--peer", "t",
-                   "--peer-timeout", "60", "--no-appends", *FAST, *args]),
+                   "--peer-timeout", "60", "--no-appends", *FAST, "--records", "100000",
+                   *args]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(MEMO_LOCK=None))
         for h, p in zip(hosts, points)]
     outs = []
