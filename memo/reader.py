@@ -24,11 +24,19 @@ from ._util import user_stacklevel
 from .call import META_KEY
 from .shardfile import sources
 
-_np: Any
-try:  # optional: only to find the newlines of a block faster
-    import numpy as _np
-except ImportError:  # pragma: no cover - exercised without numpy
-    _np = None
+_NUMPY: list[Any] = []  # numpy, or None without it: imported on the first block read
+
+
+def _numpy() -> Any:
+    """numpy if installed (optional: it finds the newlines of a block faster), imported
+    when a file is first read rather than with memo."""
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:  # pragma: no cover - exercised without numpy
+            numpy = None
+        _NUMPY.append(numpy)
+    return _NUMPY[0]
 
 __all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records", "scan"]
 
@@ -195,6 +203,7 @@ def _frame(data: bytes, cut: int) -> tuple[int, bool]:
     then n objects in n lines means one object on each line. numpy, when installed,
     finds the newlines four times faster than the byte searches.
     """
+    _np = _numpy()
     if _np is not None:
         a = _np.frombuffer(data, dtype=_np.uint8, count=cut)
         nl = _np.flatnonzero(a == 10)

@@ -55,6 +55,7 @@ import enum
 import json
 import math
 import pathlib
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -76,11 +77,12 @@ _decode = msgspec.json.decode
 _orjson_dumps = orjson.dumps
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
-_np: Any
-try:  # numpy is optional: every numpy branch is behind this flag
-    import numpy as _np
-except ImportError:  # pragma: no cover - exercised in environments without numpy
-    _np = None
+
+
+def _numpy() -> Any:
+    """numpy if the program imported it, else None: numpy is optional, and a value can be
+    a numpy one only once numpy is imported (so memo never imports it itself)."""
+    return sys.modules.get("numpy")
 
 
 class SerializationError(MemoError, TypeError):
@@ -126,6 +128,7 @@ def _float_tag(x: float) -> dict[str, str]:
 
 def _convert(obj: Any) -> Any:
     """One step towards JSON for a value orjson has no rule for; TypeError if none."""
+    _np = _numpy()
     if _np is not None:
         if isinstance(obj, _np.ndarray):
             if obj.ndim == 0:
@@ -234,6 +237,7 @@ class _Walk:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return {f.name: self.value(getattr(obj, f.name), path + (f.name,))
                     for f in dataclasses.fields(obj)}
+        _np = _numpy()
         if _np is not None and isinstance(obj, (_np.ndarray, _np.datetime64)):
             if obj.dtype.kind == "M":
                 return orjson.loads(orjson.dumps(obj, option=_OPTS))

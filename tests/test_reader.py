@@ -104,7 +104,7 @@ def test_scan_lines_longer_than_a_block(tmp_path):
 def test_scan_finds_lines_that_do_not_hold_exactly_one_object(tmp_path, content, bad_line, numpy,
                                                               monkeypatch):
     if not numpy:
-        monkeypatch.setattr(memo.reader, "_np", None)
+        monkeypatch.setattr(memo.reader, "_numpy", lambda: None)
     path = tmp_path / "f.jsonl"
     path.write_bytes(content)
     bad = [item for item in scan(path) if isinstance(item, BadLine)]

@@ -252,13 +252,34 @@ def test_pandas_and_polars_read_the_lines(tmp_path):
     assert pd.read_json(path, lines=True)["loss"].dtype == "float64"
 
 
+def test_importing_memo_does_not_import_numpy():
+    """numpy is optional and slow to import (and its BLAS threads make every fork of a
+    Runner's workers dearer): memo uses it only once the program has imported it."""
+    import subprocess
+    import sys
+    code = "import sys, memo; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=pathlib.Path(serialize.__file__).parents[1])
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_numpy_values_imported_after_memo_are_serialized():
+    import subprocess
+    import sys
+    code = ("import memo.serialize as s, numpy as np\n"
+            "print(s.dumps({'x': np.float32(0.1), 'a': np.arange(3)[::2]}).decode())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=pathlib.Path(serialize.__file__).parents[1])
+    assert out.stdout.strip() == '{"x":0.1,"a":[0,2]}', out.stderr
+
+
 def test_works_without_numpy(tmp_path):
     import subprocess
     import sys
     code = (
         "import sys; sys.modules['numpy'] = None\n"
         "import math, memo.serialize as s\n"
-        "assert s._np is None\n"
+        "assert s._numpy() is None\n"
         "assert s.loads(s.dumps({'x': math.inf, 'y': (1, 2)})) == {'x': math.inf, 'y': [1, 2]}\n"
         "print('ok')\n"
     )
