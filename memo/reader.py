@@ -33,10 +33,12 @@ def _numpy() -> Any:
     if not _NUMPY:
         try:
             import numpy
+
+            _NUMPY.append(numpy)
         except ImportError:  # pragma: no cover - exercised without numpy
-            numpy = None
-        _NUMPY.append(numpy)
+            _NUMPY.append(None)
     return _NUMPY[0]
+
 
 __all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records", "scan"]
 

@@ -681,3 +681,75 @@ def test_the_last_batches_split_what_is_left_evenly_across_workers():
         sizes.append(sizer.size())
     left_before_last = 20_000 - 4 - sum(sizes[:-2])
     assert sizes[-1] == sizes[-2] == -(-left_before_last // 2)
+
+
+def test_first_batches_are_large_but_each_worker_gets_a_share():
+    from memo.runner.batching import FIRST_BATCH, BatchSizer, first_batch
+    assert first_batch(20_000, 4) == FIRST_BATCH
+    assert first_batch(10, 4) == 3  # ten slow calls still reach every worker at once
+    assert first_batch(None, 4) == 1  # a generator is not read ahead of the workers
+    sizer = BatchSizer(None, workers=2, total=20_000, first=first_batch(20_000, 4))
+    assert [sizer.size() for _ in range(4)] == [FIRST_BATCH] * 4
+    sizer.give_back(1000)  # a batch came back with 1000 calls unrun
+    assert sizer.taken == 4 * FIRST_BATCH - 1000
+
+
+@pytest.mark.parametrize("budget", [None, 0.05])
+def test_a_batch_stops_at_its_time_budget_and_returns_the_rest_unrun(budget):
+    from memo.runner.worker import Job
+
+    def slow(i):
+        time.sleep(0.02)
+        return {"i": i}
+
+    items = [(i, {"i": i}) for i in range(10)]
+    out = Job(slow, keep_results=True, budget=budget).run_batch(items)
+    if budget is None:  # a SLURM task, a fixed chunksize: every call of the batch runs
+        assert (out.done, out.unrun) == (10, 0)
+    else:
+        assert 1 <= out.done < 10 and out.done + out.unrun == 10
+    assert [i for i, _ in out.results] == list(range(out.done))  # the first ones, in order
+    fast = Job(lambda i: None, keep_results=False, budget=0.05).run_batch(
+        [(i, {"i": i}) for i in range(5000)])
+    assert (fast.done, fast.unrun) == (5000, 0)
+    one = Job(slow, keep_results=False, budget=0.001).run_batch(items[:1])
+    assert (one.done, one.unrun) == (1, 0)  # the first call always runs
+
+
+def test_settings_given_back_go_out_first_and_are_still_known_by_index():
+    from memo.runner.settings import Indexed
+    settings = [{"i": i} for i in range(10)]
+    indexed = Indexed(iter(settings), 10)
+    batch = indexed.take(6)
+    indexed.forget(batch)  # the batch came home with its last 4 unrun
+    indexed.give_back(batch[2:])
+    assert indexed.settings_of(4) == {"i": 4}  # a failure of a re-sent call names it
+    assert indexed.take(3) == [(2, settings[2]), (3, settings[3]), (4, settings[4])]
+    assert indexed.take(3) == [(5, settings[5])]  # the rest of the rest, alone
+    assert indexed.take(3) == [(6, settings[6]), (7, settings[7]), (8, settings[8])]
+    indexed.forget([(2, settings[2]), (3, settings[3]), (4, settings[4])])
+    assert indexed.settings_of(4) == {}  # delivered: forgotten
+    assert indexed.settings_of(5) == {"i": 5}
+
+
+def test_slow_calls_in_a_large_first_batch_are_shared_with_idle_workers(module, tmp_path):
+    """Batches start large (the time of a call is not known yet); a worker stuck in slow
+    calls sends the rest of its batch back after its time budget, and an idle worker
+    takes it, instead of one worker running every slow call of the first batch."""
+    mod = module(f"uneven_{tmp_path.name.replace('-', '_')}", """
+        import os, time
+        from memo import memlist
+
+        data = []
+
+        @memlist(data=data)
+        def f(i):
+            if i < 10:
+                time.sleep(0.1)
+            return {"pid": os.getpid()}
+    """)
+    report = Runner("processes", n_jobs=2).run(mod.f, grid(i=range(40)), progbar=False)
+    assert report.ok and report.done == 40
+    assert sorted(r["i"] for r in mod.data) == list(range(40))  # each exactly once
+    slow_pids = Counter(r["pid"] for r in mod.data if r["i"] < 10)
+    assert len(slow_pids) == 2, slow_pids  # both workers ran slow calls

@@ -18,9 +18,10 @@ has an outcome. Backends are registered by name, as joblib's
 :class:`PoolBackend` is the base of backends built on a
 ``concurrent.futures.Executor``: a subclass says how to open its executor, what
 to submit and how to stop it; the loop here sends batches, keeps a few in flight
-per worker, replaces a pool whose worker died, fails a call that outlives the
-run's ``timeout`` (and replaces its worker), and on Ctrl-C stops the workers
-before the ``KeyboardInterrupt`` goes on.
+per worker, hands out again first the calls a batch returned unrun (its worker's
+time budget, ``run.budget``, ran out), replaces a pool whose worker died, fails a
+call that outlives the run's ``timeout`` (and replaces its worker), and on Ctrl-C
+stops the workers before the ``KeyboardInterrupt`` goes on.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from concurrent.futures._base import BrokenExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .batching import TARGET_BATCH_SECONDS, BatchOut, BatchSizer, lost
+from .batching import (
+    BUDGET_BATCHES,
+    TARGET_BATCH_SECONDS,
+    BatchOut,
+    BatchSizer,
+    first_batch,
+    lost,
+)
 from .progress import Progress
 from .settings import Indexed
 from .worker import Job, _type_name
@@ -57,11 +65,12 @@ class Run:
     progress: Progress
     keep_results: bool
     timeout: float | None
+    budget: float | None = None  # seconds a worker runs a batch before it returns the rest
 
     def job(self, capture_records: bool = False) -> Job:
         """The job to run in this process (or, with ``capture_records``, in a worker)."""
         return Job(self.func, keep_results=self.keep_results, timeout=self.timeout,
-                   capture_records=capture_records)
+                   capture_records=capture_records, budget=self.budget)
 
 
 class Backend(abc.ABC):
@@ -144,12 +153,16 @@ class PoolBackend(Backend):
     def run(self, run: Run) -> None:
         timeout = run.timeout
         workers = self.workers()
-        executor = self.open(run)
-        call = self.task(run)
-        # with a timeout, every call in flight is running: a late one is known by its start
-        sizer = BatchSizer(1 if timeout else self.runner.chunksize, workers, run.indexed.total,
-                           self.batch_seconds)
         limit = workers if timeout else self.in_flight_per_worker * workers
+        # with a timeout, every call in flight is running: a late one is known by its start;
+        # adapted sizes start large, and workers return what their time budget left unrun
+        fixed = 1 if timeout else self.runner.chunksize
+        if fixed is None:
+            run.budget = BUDGET_BATCHES * self.batch_seconds
+        sizer = BatchSizer(fixed, workers, run.indexed.total, self.batch_seconds,
+                           first_batch(run.indexed.total, limit) if fixed is None else 1)
+        call = self.task(run)  # (before open: a function that cannot be sent fails here)
+        executor = self.open(run)
         pending: dict[Future[BatchOut], tuple[Executor, Batch, float]] = {}
         # when the current pool first finished a batch: its workers are up, and a call's
         # time counts from its submission (before, from then plus the start-up allowance)
@@ -191,6 +204,9 @@ class PoolBackend(Backend):
                     sizer.observe(out)
                     run.deliver(out)
                     run.indexed.forget(batch)
+                    if out.unrun:  # the worker's budget ran out: the rest goes first
+                        run.indexed.give_back(batch[-out.unrun:])
+                        sizer.give_back(out.unrun)
                 if timeout is not None and not done:
                     executor, again = self._overdue(run, executor, pending, timeout)
                     for batch in again:

@@ -58,12 +58,9 @@ class ExecutorBackend(PoolBackend):
         return self.runner.executor
 
     def task(self, run: Run) -> Callable[[Batch], BatchOut]:
-        return partial(run_shipped, *self.shipment.args())
-
-    def run(self, run: Run) -> None:
-        self.shipment = Shipment(run.func, self.name, keep_results=run.keep_results,
-                                 timeout=run.timeout)
-        super().run(run)
+        shipment = Shipment(run.func, self.name, keep_results=run.keep_results,
+                            timeout=run.timeout, budget=run.budget)
+        return partial(run_shipped, *shipment.args())
 
     def close(self, executor: Executor, *, hard: bool) -> None:
         """The executor is the caller's: it stays open (the run cancelled its futures)."""

@@ -30,12 +30,12 @@ class LokyBackend(PoolBackend):
         return executor  # type: ignore[no-any-return]
 
     def task(self, run: Run) -> Callable[[Batch], BatchOut]:
-        return partial(run_shipped, *self.shipment.args())
+        shipment = Shipment(run.func, self.name, keep_results=run.keep_results,
+                            timeout=run.timeout, budget=run.budget)
+        return partial(run_shipped, *shipment.args())
 
     def run(self, run: Run) -> None:
         loky_class()  # joblib is installed, or a clear ImportError
-        self.shipment = Shipment(run.func, self.name, keep_results=run.keep_results,
-                                 timeout=run.timeout)
         super().run(run)
 
     def close(self, executor: Executor, *, hard: bool) -> None:

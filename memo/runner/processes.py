@@ -3,7 +3,8 @@
 Workers are forked from the calling process on Linux, so the function, its sinks
 and the parent's lists are inherited, not pickled (``start_method="spawn"`` pickles
 the function by reference instead). Each worker's initializer builds the run's
-job once and starts the parent watch (:func:`.worker.watch_parent`). The pool ends
+job once and asks the kernel to end the worker with the thread that started it,
+the one waiting in the run (:func:`.worker.watch_parent`). The pool ends
 with the run; stopping it hard (Ctrl-C, a call past ``timeout``) kills its workers
 first, since a worker inside a hanging call would never take the pool's stop
 message, and ``concurrent.futures`` waits for its workers at interpreter exit.
@@ -18,7 +19,7 @@ from typing import Any
 
 from .base import Batch, PoolBackend, Run, register_backend
 from .batching import BatchOut
-from .worker import init_forked, run_forked
+from .worker import death_signal, init_forked, run_forked
 
 __all__ = ["ProcessesBackend", "kill_workers"]
 
@@ -42,7 +43,8 @@ class ProcessesBackend(PoolBackend):
         context = multiprocessing.get_context(method)
         return ProcessPoolExecutor(max_workers=self.workers(), mp_context=context,
                                    initializer=init_forked,
-                                   initargs=(run.func, run.keep_results, run.timeout))
+                                   initargs=(run.func, run.keep_results, run.timeout,
+                                             run.budget, death_signal() is not None))
 
     def task(self, run: Run) -> Callable[[Batch], BatchOut]:
         return run_forked

@@ -83,14 +83,18 @@ class Indexed:
         self._by_index: dict[int, Mapping[str, Any]] = {}  # settings taken one by one
         self._chunks: dict[int, list[Item]] = {}  # batches taken whole, by first index
         self._deferred: list[Item] = []
+        self._back: list[list[Item]] = []  # batches' unrun rests, handed out first
         self._ended = False
         self.count = 0
         self.error: BaseException | None = None
 
     def take(self, n: int) -> list[Item]:
-        """Up to ``n`` settings to run (fewer only when none are left)."""
+        """Up to ``n`` settings to run: first what came back unrun (one rest at a time,
+        so possibly fewer), then new ones (fewer only when none are left)."""
         out: list[Item] = []
         with self._lock:
+            if self._back:
+                return self._take_back(n)
             if self.error is not None:
                 return out
             try:
@@ -116,6 +120,23 @@ class Indexed:
             while len(out) < n and self._deferred:  # claimed elsewhere: ask once more
                 self._offer(self._deferred.pop(0), out, last_chance=True)
         return out
+
+    def give_back(self, rest: list[Item]) -> None:
+        """Settings a worker returned unrun: handed out again before any other."""
+        if rest:
+            with self._lock:
+                self._chunks[rest[0][0]] = rest
+                self._back.insert(0, rest)
+
+    def _take_back(self, n: int) -> list[Item]:
+        rest = self._back.pop(0)
+        if len(rest) > n:  # the part taken and the part left are batches of their own
+            head, tail = rest[:n], rest[n:]
+            self._chunks[head[0][0]] = head
+            self._chunks[tail[0][0]] = tail
+            self._back.insert(0, tail)
+            return head
+        return rest
 
     def _offer(self, item: Item, out: list[Item], last_chance: bool) -> None:
         verdict = "run" if self.skipper is None else self.skipper.decide(item, last_chance)

@@ -3,7 +3,8 @@
 A :class:`Job` is the decorated function and what to do around each call: catch
 what it raises (a call's failure never stops the batch), note ``status="error"``
 records as failures, keep return values if asked, limit each call to ``timeout``
-seconds, and collect the records of parent sinks (:mod:`.capture`).
+seconds, stop a batch at its time ``budget`` (the rest goes back unrun), and
+collect the records of parent sinks (:mod:`.capture`).
 
 Workers reach their job in one of two ways. Pools made for one run (forked
 ``processes``) get it in their initializer (:func:`init_forked`); pools that outlive
@@ -11,7 +12,7 @@ a run (loky's kept pool) and executors memo does not own (Dask, MPI, joblib's
 backends) get it with every batch, as a small pickled payload that the worker
 unpickles once and keeps by its token (:func:`run_shipped`).
 
-Workers never outlive their run: :func:`watch_parent` (started by every worker's
+Workers never outlive their run: :func:`watch_parent` (called by every worker's
 initializer) ends the worker when its parent process is gone, killed or not.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -34,8 +36,8 @@ from . import capture
 from .batching import BatchOut
 from .report import Failure
 
-__all__ = ["CallTimeout", "Job", "Shipment", "init_forked", "run_forked", "run_shipped",
-           "watch_parent"]
+__all__ = ["CallTimeout", "Job", "Shipment", "death_signal", "init_forked", "run_forked",
+           "run_shipped", "watch_parent"]
 
 PARENT_POLL = 0.25  # seconds between a worker's looks at its parent
 
@@ -87,47 +89,71 @@ class Job:
     """The function and what to do around each call; lives where the calls run."""
 
     def __init__(self, func: Callable[..., Any], *, keep_results: bool,
-                 timeout: float | None = None, capture_records: bool = False) -> None:
+                 timeout: float | None = None, capture_records: bool = False,
+                 budget: float | None = None) -> None:
         self.func = func
         self.keep_results = keep_results
         self.timeout = timeout
+        self.budget = budget  # seconds a batch may run before it returns its rest unrun
         self.captures = capture.install(func) if capture_records else []
         # in a worker, sinks that hold records back (a batching HTTP sink) hand them on at
         # the end of every batch: worker processes may end without running exit hooks
         self.flushes = [rec.flush for rec in capture.recorders(func)] if capture_records else []
 
     def run_batch(self, items: list[tuple[int, Mapping[str, Any]]]) -> BatchOut:
-        t0 = time.perf_counter()
-        func = self.func
+        """Run ``items`` in order; with a ``budget``, start no call after it ran out
+        (the first always runs) and report the calls not started as ``unrun``.
+
+        The clock is read between runs of calls, not between calls: each run takes
+        about half of the budget left, at the time per call measured so far.
+        """
+        clock = time.perf_counter
+        t0 = clock()
         failures: list[Failure] = []
         results: list[tuple[int, Any]] | None = [] if self.keep_results else None
         with _Alarm(self.timeout) as alarm:
-            arm, disarm = (alarm.arm, alarm.disarm) if alarm.usable else (None, None)
-            for index, settings in items:
-                try:
-                    if arm is None:
-                        result = func(**settings)
-                    else:
-                        arm()
-                        try:
-                            result = func(**settings)
-                        finally:
-                            disarm()  # type: ignore[misc]
-                except Exception as exc:
-                    failures.append(_failure(index, exc))
-                    continue
-                if type(result) is dict or result is not None and isinstance(result, Mapping):
-                    if result.get("status") == "error":
-                        failures.append(Failure(
-                            index, {}, str(result.get("error_type", "error")),
-                            str(result.get("error_message", "")),
-                            str(result.get("error_traceback", "")), raised=False))
-                if results is not None:
-                    results.append((index, result))
+            if self.budget is None or len(items) < 2:
+                self._calls(items, failures, results, alarm)
+                ran = len(items)
+            else:
+                stop, ran, step = t0 + self.budget, 0, 1
+                while ran < len(items):
+                    self._calls(items[ran:ran + step], failures, results, alarm)
+                    ran = min(len(items), ran + step)
+                    now = clock()
+                    if now >= stop:
+                        break
+                    step = max(1, int((stop - now) * ran / (2 * (now - t0) or 1e-9)))
         for flush in self.flushes:
             flush()
         records = capture.take(self.captures) if self.captures else []
-        return BatchOut(len(items), failures, records, results, time.perf_counter() - t0)
+        return BatchOut(ran, failures, records, results, clock() - t0, len(items) - ran)
+
+    def _calls(self, items: list[tuple[int, Mapping[str, Any]]], failures: list[Failure],
+               results: list[tuple[int, Any]] | None, alarm: _Alarm) -> None:
+        func = self.func
+        arm, disarm = (alarm.arm, alarm.disarm) if alarm.usable else (None, None)
+        for index, settings in items:
+            try:
+                if arm is None:
+                    result = func(**settings)
+                else:
+                    arm()
+                    try:
+                        result = func(**settings)
+                    finally:
+                        disarm()  # type: ignore[misc]
+            except Exception as exc:
+                failures.append(_failure(index, exc))
+                continue
+            if type(result) is dict or result is not None and isinstance(result, Mapping):
+                if result.get("status") == "error":
+                    failures.append(Failure(
+                        index, {}, str(result.get("error_type", "error")),
+                        str(result.get("error_message", "")),
+                        str(result.get("error_traceback", "")), raised=False))
+            if results is not None:
+                results.append((index, result))
 
 
 def _failure(index: int, exc: BaseException) -> Failure:
@@ -138,18 +164,25 @@ def _failure(index: int, exc: BaseException) -> Failure:
 # ------------------------------------------------------------------ the worker's side
 
 
-def watch_parent() -> None:
+def watch_parent(kernel: bool = False) -> None:
     """End this worker soon after its parent process ends (killed, crashed, or not).
 
-    A daemon thread compares the parent's pid with the one this process started
-    with: an orphan is adopted by another process (init, or a subreaper), and then
-    the worker exits at once, whatever its main thread is doing. (Linux's
-    ``PR_SET_PDEATHSIG`` would be faster, but it fires when the *thread* that
-    started the worker ends, and memo's kept pool may be started by a short-lived
-    thread.)
+    With ``kernel`` (on Linux: ``prctl(PR_SET_PDEATHSIG)``) the kernel sends this worker
+    SIGKILL when the *thread* that started it ends: right for a pool made for one
+    run, whose starting thread waits in the run until the pool is closed, and free
+    (no thread in the worker). Otherwise a daemon thread compares the parent's pid
+    with the one this process started with: an orphan is adopted by another process
+    (init, or a subreaper), and then the worker exits at once, whatever its main
+    thread is doing. memo's kept loky pool needs the thread: it may be started by a
+    short-lived thread, which would take the kernel's signal with it.
     """
     parent = os.getppid()
     if parent <= 1:
+        return
+    prctl = death_signal() if kernel else None
+    if prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        if os.getppid() != parent:  # the parent ended before the signal was asked for
+            os._exit(70)
         return
 
     def watch() -> None:
@@ -161,13 +194,35 @@ def watch_parent() -> None:
     threading.Thread(target=watch, name="memo-watch-parent", daemon=True).start()
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PRCTL: list[Callable[..., int] | None] = []
+
+
+def death_signal() -> Callable[..., int] | None:
+    """Linux's ``prctl``, or None where there is none (looked up once: a parent that
+    looks it up before it forks spares its workers the import of ``ctypes``)."""
+    if not _PRCTL:
+        prctl = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                prctl = None
+        _PRCTL.append(prctl)
+    return _PRCTL[0]
+
+
 _FORKED: Job | None = None
 
 
-def init_forked(func: Callable[..., Any], keep_results: bool, timeout: float | None) -> None:
-    """Initializer of the workers of a pool made for one run."""
+def init_forked(func: Callable[..., Any], keep_results: bool, timeout: float | None,
+                budget: float | None = None, kernel_watch: bool = False) -> None:
+    """Initializer of the workers of a pool made for one run (``kernel_watch``: see
+    :func:`watch_parent`)."""
     global _FORKED
-    watch_parent()
+    watch_parent(kernel_watch)
     # Ctrl-C on a terminal reaches the whole process group: the parent stops the run and
     # its workers; a worker that took it too would only report one more failed call
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -175,7 +230,8 @@ def init_forked(func: Callable[..., Any], keep_results: bool, timeout: float | N
     # garbage collector's passes, which would otherwise walk (and copy, page by page, in a
     # forked child) the parent's whole heap each time the records of a batch pile up.
     gc.freeze()
-    _FORKED = Job(func, keep_results=keep_results, timeout=timeout, capture_records=True)
+    _FORKED = Job(func, keep_results=keep_results, timeout=timeout, capture_records=True,
+                  budget=budget)
 
 
 def run_forked(items: list[tuple[int, Mapping[str, Any]]]) -> BatchOut:
@@ -191,9 +247,9 @@ class Shipment:
     """
 
     def __init__(self, func: Callable[..., Any], backend: str, *, keep_results: bool,
-                 timeout: float | None) -> None:
+                 timeout: float | None, budget: float | None = None) -> None:
         self.token = uuid.uuid4().hex
-        self.payload = pickled((func, keep_results, timeout), func, backend)
+        self.payload = pickled((func, keep_results, timeout, budget), func, backend)
 
     def args(self) -> tuple[str, bytes]:
         return (self.token, self.payload)
@@ -212,12 +268,12 @@ def run_shipped(token: str, payload: bytes,
         if job is None:
             import pickle
 
-            func, keep_results, timeout = pickle.loads(payload)
+            func, keep_results, timeout, budget = pickle.loads(payload)
             while len(_SHIPPED) >= _KEEP_JOBS:  # an old run: its sinks go back in place
                 _, old = _SHIPPED.popitem(last=False)
                 capture.restore(old.func)
             job = _SHIPPED[token] = Job(func, keep_results=keep_results, timeout=timeout,
-                                        capture_records=True)
+                                        capture_records=True, budget=budget)
     return job.run_batch(items)
 
 
