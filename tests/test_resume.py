@@ -44,6 +44,32 @@ def test_memlist_skip_does_not_run_the_function_again():
     assert len(data) == 2
 
 
+@pytest.mark.parametrize("pending", [100_000, 2])
+def test_memlist_skip_knows_records_a_runner_delivered_by_batch(monkeypatch, pending):
+    """Batches of records (a Runner's ``write_many``) are filed by id only when skip
+    looks, or once many are pending; either way each keeps the call that made it."""
+    from memo.sinks.list import _Calls
+    monkeypatch.setattr(_Calls, "PENDING", pending)
+    data, calls = [], []
+
+    def g(a):
+        return {"y": -a}
+
+    @memo.memlist(data=data, skip=True)
+    def f(a):
+        calls.append(a)
+        return {"y": a}
+
+    other = memo.memlist(data=data)(g)  # another function's records in the same list
+    sink = f.memo_sink
+    for a in range(3):
+        sink.write_many([{"a": a, "y": 10 * a}], [f.memo_recorder.call])
+    sink.write_many([{"a": 7, "y": 0}], [other.memo_recorder.call])
+    assert [f(a) for a in range(3)] == [{"y": 0}, {"y": 10}, {"y": 20}]
+    assert f(7) == {"y": 7}  # g's record of a=7 is not f's
+    assert calls == [7]
+
+
 def test_skip_sees_records_added_by_others_and_a_cut_list():
     data, calls = [{"a": 5, "b": 1, "y": 99}], []
 
