@@ -103,3 +103,47 @@ def test_a_sink_of_ones_own_on_slurm(fresh, monkeypatch):
     report = Runner("slurm", n_jobs=3, folder=fresh / "jobs", poll_interval=0.2).run(
         cube, grid(x=range(9)), errors="return", quiet=True)
     _check(fresh, report, 9, True)
+
+
+def test_a_capture_shared_by_threads_sends_each_record_once_with_its_own_call():
+    """Threads of one worker process (a Dask worker) write into one capture while batches
+    take what it holds: no record is lost, sent twice, or paired with another's call."""
+    import sys
+    import threading
+
+    from memo.runner.capture import CaptureSink
+
+    capture = CaptureSink(None)
+    taken: list[tuple[dict, object]] = []
+    done = threading.Event()
+
+    def writer(t: int) -> None:
+        for i in range(20_000):
+            capture.write({"t": t, "i": i}, (t, i))
+
+    def taker() -> None:
+        while not done.is_set():
+            got = capture.take()
+            if got is not None:
+                taken.extend(zip(*got))
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    pulling = threading.Thread(target=taker)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch every few bytecodes: races show
+    try:
+        pulling.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        pulling.join()
+    finally:
+        sys.setswitchinterval(interval)
+    rest = capture.take()
+    if rest is not None:
+        taken.extend(zip(*rest))
+    assert len(taken) == 80_000
+    assert all((record["t"], record["i"]) == call for record, call in taken)
+    assert len({call for _, call in taken}) == 80_000
