@@ -29,7 +29,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -119,12 +119,6 @@ def _outputs(record: dict[str, Any], call_args: Any) -> dict[str, Any]:
 
 # ---- records in a Python list (memlist) ----
 
-class CallsById(Protocol):
-    """The Call of each record a list sink wrote, looked up by the record's ``id``."""
-
-    def get(self, key: int, default: Call | None = None, /) -> Call | None: ...
-
-
 class ListIndex:
     """The index of a list of records (``memlist(skip=True)``).
 
@@ -141,7 +135,7 @@ class ListIndex:
         self._pos.clear()
         self._seen = 0
 
-    def refresh(self, data: list[dict[str, Any]], calls: CallsById) -> None:
+    def refresh(self, data: list[dict[str, Any]], calls: Mapping[int, Call]) -> None:
         n = len(data)
         if n < self._seen:  # the list was cut: index it again
             self.clear()

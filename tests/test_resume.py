@@ -44,12 +44,9 @@ def test_memlist_skip_does_not_run_the_function_again():
     assert len(data) == 2
 
 
-@pytest.mark.parametrize("pending", [100_000, 2])
-def test_memlist_skip_knows_records_a_runner_delivered_by_batch(monkeypatch, pending):
-    """Batches of records (a Runner's ``write_many``) are filed by id only when skip
-    looks, or once many are pending; either way each keeps the call that made it."""
-    from memo.sinks.list import _Calls
-    monkeypatch.setattr(_Calls, "PENDING", pending)
+def test_memlist_skip_knows_records_a_runner_delivered_by_batch():
+    """Records a Runner hands over by batch (``write_many``) keep the call that made
+    each: skip finds its own function's, and not another function's in the same list."""
     data, calls = [], []
 
     def g(a):

@@ -34,18 +34,18 @@ class ListSink:
         # the Call of each record memo appended to this list, shared by every sink of the
         # same list (so one function's skip never takes another's record as its own)
         key = id(data)
-        self._calls = _CALLS.setdefault(key, _Calls())
+        self._calls = _CALLS.setdefault(key, {})
         _USERS[key] = _USERS.get(key, 0) + 1
         weakref.finalize(self, _release, key)
         self._indexes: list[_Resume] = []
 
     def write(self, record: dict[str, Any], call: Call) -> None:
-        self._calls.by_id[id(record)] = call
+        self._calls[id(record)] = call
         self.data.append(record)
 
     def write_many(self, records: list[dict[str, Any]], calls: list[Call]) -> None:
         """The records of a Runner's batch, at once."""
-        self._calls.add_many(records, calls)
+        self._calls.update(zip(map(id, records), calls))
         self.data.extend(records)
 
     def resume(self, identity: Identity) -> _Resume:
@@ -60,43 +60,7 @@ class ListSink:
         pass
 
 
-class _Calls:
-    """The :class:`Call` of each record memo appended to one list, by the record's id.
-
-    The records of a Runner's batch are noted as the batch, and filed by id only when
-    ``skip=True`` looks (most lists are never looked up): the parent's thread, which
-    takes every batch home, does less per record. A batch noted keeps its records
-    alive, so their ids cannot be reused meanwhile; past :data:`PENDING` records
-    the batches are filed anyway, and a list cleared by its user lets them go.
-    """
-
-    PENDING = 100_000
-
-    def __init__(self) -> None:
-        self.by_id: dict[int, Call] = {}
-        self._batches: list[tuple[list[dict[str, Any]], list[Call]]] = []
-        self._pending = 0
-
-    def add_many(self, records: list[dict[str, Any]], calls: list[Call]) -> None:
-        self._batches.append((records, calls))
-        self._pending += len(records)
-        if self._pending > self.PENDING:
-            self._file()
-
-    def _file(self) -> None:
-        by_id = self.by_id
-        for records, calls in self._batches:
-            by_id.update(zip(map(id, records), calls))
-        self._batches.clear()
-        self._pending = 0
-
-    def get(self, key: int, default: Call | None = None) -> Call | None:
-        if self._batches:
-            self._file()
-        return self.by_id.get(key, default)
-
-
-_CALLS: dict[int, _Calls] = {}
+_CALLS: dict[int, dict[int, Call]] = {}
 _USERS: dict[int, int] = {}
 
 
