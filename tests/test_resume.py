@@ -67,6 +67,37 @@ def test_memlist_skip_knows_records_a_runner_delivered_by_batch():
     assert calls == [7]
 
 
+@pytest.mark.parametrize("by_batch", [False, True])
+def test_memlist_forgets_the_calls_of_records_its_list_no_longer_holds(by_batch):
+    """A list its user clears (or refills) between runs: memo keeps no call for records
+    that are gone, so the calls do not pile up run after run."""
+    data: list[dict] = []
+
+    @memo.memlist(data=data, skip=True)
+    def f(a):
+        return {"y": a}
+
+    sink, call = f.memo_sink, f.memo_recorder.call
+
+    def run(n):
+        if by_batch:
+            sink.write_many([{"a": a, "y": a} for a in range(n)], [call] * n)
+        else:
+            for a in range(n):
+                f(a)
+
+    for _ in range(3):
+        data.clear()
+        run(50)
+    assert len(sink._calls) == 50
+    data[:] = [{"a": 1000, "y": 0}]  # refilled by the user's own code
+    with pytest.warns(memo.resume.LegacyRecordWarning):  # its record, matched by arguments
+        run(5)
+        assert f(1) == {"y": 1}  # skip still finds memo's records
+    assert len(sink._calls) == 5
+    assert set(sink._calls) <= set(map(id, data))
+
+
 def test_skip_sees_records_added_by_others_and_a_cut_list():
     data, calls = [{"a": 5, "b": 1, "y": 99}], []
 

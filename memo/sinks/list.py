@@ -34,19 +34,33 @@ class ListSink:
         # the Call of each record memo appended to this list, shared by every sink of the
         # same list (so one function's skip never takes another's record as its own)
         key = id(data)
-        self._calls = _CALLS.setdefault(key, {})
+        self._calls = _CALLS.setdefault(key, _Calls())
         _USERS[key] = _USERS.get(key, 0) + 1
         weakref.finalize(self, _release, key)
         self._indexes: list[_Resume] = []
 
     def write(self, record: dict[str, Any], call: Call) -> None:
-        self._calls[id(record)] = call
-        self.data.append(record)
+        known, data = self._calls, self.data
+        n = known.length
+        if n and (len(data) < n or data[n - 1] is not known.last):
+            known.forget_gone(data)
+        known[id(record)] = call
+        data.append(record)
+        known.length = len(data)
+        known.last = record
 
     def write_many(self, records: list[dict[str, Any]], calls: list[Call]) -> None:
         """The records of a Runner's batch, at once."""
-        self._calls.update(zip(map(id, records), calls))
-        self.data.extend(records)
+        if not records:
+            return
+        known, data = self._calls, self.data
+        n = known.length
+        if n and (len(data) < n or data[n - 1] is not known.last):
+            known.forget_gone(data)
+        known.update(zip(map(id, records), calls))
+        data.extend(records)
+        known.length = len(data)
+        known.last = records[-1]
 
     def resume(self, identity: Identity) -> _Resume:
         index = _Resume(self, identity)
@@ -60,7 +74,31 @@ class ListSink:
         pass
 
 
-_CALLS: dict[int, dict[int, Call]] = {}
+class _Calls(dict[int, Call]):
+    """The :class:`Call` of each record memo appended to one list, by the record's id,
+    and where memo's last record went (``length``, ``last``).
+
+    When that record is no longer where memo left it, the user cut or refilled the list:
+    the calls of records the list no longer holds are forgotten then, so a list cleared
+    between runs does not pile up entries (which slow every look-up), nor keep ids that
+    a record put in by other code could take.
+    """
+
+    __slots__ = ("last", "length")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.length = 0
+        self.last: dict[str, Any] | None = None
+
+    def forget_gone(self, data: list[dict[str, Any]]) -> None:
+        live = set(map(id, data))
+        for key in [key for key in self if key not in live]:
+            del self[key]
+        self.length, self.last = 0, None
+
+
+_CALLS: dict[int, _Calls] = {}
 _USERS: dict[int, int] = {}
 
 
