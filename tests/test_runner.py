@@ -753,3 +753,21 @@ def test_slow_calls_in_a_large_first_batch_are_shared_with_idle_workers(module, 
     assert sorted(r["i"] for r in mod.data) == list(range(40))  # each exactly once
     slow_pids = Counter(r["pid"] for r in mod.data if r["i"] < 10)
     assert len(slow_pids) == 2, slow_pids  # both workers ran slow calls
+
+
+def test_a_span_reads_as_its_numbered_settings_and_pickles_without_the_pairs():
+    import pickle
+
+    from memo.runner.settings import Span
+    settings = [{"i": i} for i in range(10, 20)]
+    span = Span(10, settings)
+    pairs = list(zip(range(10, 20), settings))
+    assert list(span) == pairs and len(span) == 10
+    assert span[0] == (10, {"i": 10}) and span[-1] == (19, {"i": 19})
+    for part in (slice(3, None), slice(-4, None), slice(2, 5), slice(None, -7)):
+        assert list(span[part]) == pairs[part]
+        assert isinstance(span[part], Span)
+    assert span[::3] == pairs[::3]
+    back = pickle.loads(pickle.dumps(span))
+    assert list(back) == pairs
+    assert len(pickle.dumps(span)) < len(pickle.dumps(pairs))

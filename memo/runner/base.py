@@ -29,7 +29,7 @@ from __future__ import annotations
 import abc
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
 from concurrent.futures._base import BrokenExecutor
 from dataclasses import dataclass
@@ -44,7 +44,7 @@ from .batching import (
     lost,
 )
 from .progress import Progress
-from .settings import Indexed
+from .settings import Batch, Indexed
 from .worker import Job, _type_name
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "PoolBackend", "Run", "backend_class", "backends", "register_backend"]
 
-Batch = list[tuple[int, Mapping[str, Any]]]
 
 
 @dataclass

@@ -18,7 +18,7 @@ longer than one call past the budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ class BatchOut:
         self.seconds += other.seconds
 
 
-def lost(batch: list[tuple[int, Mapping[str, Any]]], why: str,
+def lost(batch: Sequence[tuple[int, Mapping[str, Any]]], why: str,
          error_type: str = "WorkerError") -> BatchOut:
     """The outcome of a batch whose worker did not report back: every call failed."""
     return BatchOut(len(batch), [Failure(i, s, error_type, why) for i, s in batch], [],

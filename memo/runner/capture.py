@@ -62,8 +62,8 @@ class CaptureSink:
         if not n:
             return None
         pop = self._pairs.popleft
-        pairs = [pop() for _ in range(n)]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+        records, calls = zip(*[pop() for _ in range(n)])
+        return list(records), list(calls)
 
 
 def install(func: Callable[..., Any]) -> list[tuple[int, CaptureSink]]:

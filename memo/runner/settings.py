@@ -12,13 +12,59 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from itertools import islice
-from typing import Any
+from typing import Any, overload
 
-__all__ = ["Indexed", "Item", "Skipper", "check_settings"]
+__all__ = ["Batch", "Indexed", "Item", "Skipper", "Span", "check_settings"]
 
 Item = tuple[int, Mapping[str, Any]]
+
+
+class Span(Sequence[Item]):
+    """Settings numbered from ``start`` on, one after another: a batch as it is sent.
+
+    It reads as the ``(index, settings)`` pairs it stands for, and pickles as its first
+    number and the settings alone (no pair per setting to build, send and unpack).
+    """
+
+    __slots__ = ("settings", "start")
+
+    def __init__(self, start: int, settings: list[Mapping[str, Any]]) -> None:
+        self.start = start
+        self.settings = settings
+
+    def __reduce__(self) -> tuple[Any, tuple[int, list[Mapping[str, Any]]]]:
+        return (Span, (self.start, self.settings))
+
+    def __len__(self) -> int:
+        return len(self.settings)
+
+    def __iter__(self) -> Iterator[Item]:
+        return zip(range(self.start, self.start + len(self.settings)), self.settings)
+
+    @overload
+    def __getitem__(self, key: int) -> Item: ...
+    @overload
+    def __getitem__(self, key: slice) -> Sequence[Item]: ...
+
+    def __getitem__(self, key: int | slice) -> Item | Sequence[Item]:
+        numbers = range(self.start, self.start + len(self.settings))
+        if isinstance(key, slice):
+            part, settings = numbers[key], self.settings[key]
+            if part.step != 1:
+                return list(zip(part, settings))
+            return Span(part.start, settings)
+        return (numbers[key], self.settings[key])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Span({self.start}, <{len(self.settings)} settings>)"
+
+
+Batch = Sequence[Item]  # a Span, or a list of (index, settings) pairs
 
 
 def check_settings(settings: Any) -> tuple[Iterator[Mapping[str, Any]], int | None]:
@@ -81,14 +127,14 @@ class Indexed:
         self.skipper = skipper
         self._lock = threading.Lock()
         self._by_index: dict[int, Mapping[str, Any]] = {}  # settings taken one by one
-        self._chunks: dict[int, list[Item]] = {}  # batches taken whole, by first index
+        self._chunks: dict[int, Batch] = {}  # batches taken whole, by first index
         self._deferred: list[Item] = []
-        self._back: list[list[Item]] = []  # batches' unrun rests, handed out first
+        self._back: list[Batch] = []  # batches' unrun rests, handed out first
         self._ended = False
         self.count = 0
         self.error: BaseException | None = None
 
-    def take(self, n: int) -> list[Item]:
+    def take(self, n: int) -> Batch:
         """Up to ``n`` settings to run: first what came back unrun (one rest at a time,
         so possibly fewer), then new ones (fewer only when none are left)."""
         out: list[Item] = []
@@ -102,10 +148,11 @@ class Indexed:
                     # a checked sequence (the common case): no call per setting
                     chunk = list(islice(self._items, n))
                     self._ended = len(chunk) < n
-                    out = list(zip(range(self.count, self.count + len(chunk)), chunk))
-                    if out:
-                        self._chunks[self.count] = out
+                    if not chunk:
+                        return out
+                    span = self._chunks[self.count] = Span(self.count, chunk)
                     self.count += len(chunk)
+                    return span
                 while len(out) < n and not self._ended:
                     s = next(self._items, None)
                     if s is None:
@@ -121,14 +168,14 @@ class Indexed:
                 self._offer(self._deferred.pop(0), out, last_chance=True)
         return out
 
-    def give_back(self, rest: list[Item]) -> None:
+    def give_back(self, rest: Batch) -> None:
         """Settings a worker returned unrun: handed out again before any other."""
         if rest:
             with self._lock:
                 self._chunks[rest[0][0]] = rest
                 self._back.insert(0, rest)
 
-    def _take_back(self, n: int) -> list[Item]:
+    def _take_back(self, n: int) -> Batch:
         rest = self._back.pop(0)
         if len(rest) > n:  # the part taken and the part left are batches of their own
             head, tail = rest[:n], rest[n:]
@@ -152,9 +199,9 @@ class Indexed:
 
     def all(self) -> list[Item]:
         """Every remaining setting (for backends that need the whole list up front)."""
-        return self.take(sys.maxsize)
+        return list(self.take(sys.maxsize))
 
-    def forget(self, batch: list[Item]) -> None:
+    def forget(self, batch: Batch) -> None:
         """Drop settings whose outcome was delivered (failures already hold theirs)."""
         with self._lock:
             chunk = self._chunks.get(batch[0][0]) if batch else None

@@ -35,6 +35,7 @@ from ..exceptions import MemoError
 from . import capture
 from .batching import BatchOut
 from .report import Failure
+from .settings import Batch
 
 __all__ = ["CallTimeout", "Job", "Shipment", "death_signal", "init_forked", "run_forked",
            "run_shipped", "watch_parent"]
@@ -100,7 +101,7 @@ class Job:
         # the end of every batch: worker processes may end without running exit hooks
         self.flushes = [rec.flush for rec in capture.recorders(func)] if capture_records else []
 
-    def run_batch(self, items: list[tuple[int, Mapping[str, Any]]]) -> BatchOut:
+    def run_batch(self, items: Batch) -> BatchOut:
         """Run ``items`` in order; with a ``budget``, start no call after it ran out
         (the first always runs) and report the calls not started as ``unrun``.
 
@@ -129,7 +130,7 @@ class Job:
         records = capture.take(self.captures) if self.captures else []
         return BatchOut(ran, failures, records, results, clock() - t0, len(items) - ran)
 
-    def _calls(self, items: list[tuple[int, Mapping[str, Any]]], failures: list[Failure],
+    def _calls(self, items: Batch, failures: list[Failure],
                results: list[tuple[int, Any]] | None, alarm: _Alarm) -> None:
         func = self.func
         arm, disarm = (alarm.arm, alarm.disarm) if alarm.usable else (None, None)
@@ -234,7 +235,7 @@ def init_forked(func: Callable[..., Any], keep_results: bool, timeout: float | N
                   budget=budget)
 
 
-def run_forked(items: list[tuple[int, Mapping[str, Any]]]) -> BatchOut:
+def run_forked(items: Batch) -> BatchOut:
     assert _FORKED is not None, "worker was not initialized"
     return _FORKED.run_batch(items)
 
@@ -261,7 +262,7 @@ _KEEP_JOBS = 4  # runs whose jobs a worker keeps at once (runs in several thread
 
 
 def run_shipped(token: str, payload: bytes,
-                items: list[tuple[int, Mapping[str, Any]]]) -> BatchOut:
+                items: Batch) -> BatchOut:
     """A batch of a shipped job, in whatever process an executor runs it."""
     with _SHIPPED_LOCK:
         job = _SHIPPED.get(token)
