@@ -217,9 +217,11 @@ def recorder(
                        retry_failed=retry_failed, version=version)
         name = getattr(func, "__qualname__", repr(func))
         # the commonest calls bind without bind(): every parameter passed positionally, or
-        # every one by name in the signature's order (the Runner's func(**setting))
+        # every one by name (the Runner's func(**setting))
         count, bind_positional = rec.binder.positional or (-1, None)
-        names = tuple(rec.binder.names) if count >= 0 else None
+        # every parameter by name, in any order: their values laid over the names in the
+        # signature's order, in one dict display
+        in_order = dict.fromkeys(rec.binder.names) if count >= 0 else {}
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -228,8 +230,8 @@ def recorder(
             if len(args) == count and not kwargs:
                 params = bind_positional(args)  # type: ignore[misc]
                 size = count
-            elif not args and len(kwargs) == count and tuple(kwargs) == names:
-                params = kwargs.copy()  # (kwargs stays as it came, for an error message)
+            elif not args and len(kwargs) == count and len(
+                    params := {**in_order, **kwargs}) == count:  # (no unknown name)
                 size = count
             else:
                 params = rec.binder.bind(args, kwargs)

@@ -241,3 +241,6 @@ def test_arguments_by_name_are_recorded_in_the_signatures_order():
     experiment(1, c=3, b=2)
     assert [list(r) for r in data] == [["a", "b", "c", "y"]] * 4
     assert all(r == {"a": 1, "b": 2, "c": 3, "y": 6} for r in data)
+    with pytest.raises(TypeError, match="'d'"):  # as many names, one of them unknown
+        experiment(a=1, b=2, d=3)
+    assert len(data) == 4
