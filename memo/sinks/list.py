@@ -92,9 +92,9 @@ class _Calls(dict[int, Call]):
         self.last: dict[str, Any] | None = None
 
     def forget_gone(self, data: list[dict[str, Any]]) -> None:
-        live = set(map(id, data))
-        for key in [key for key in self if key not in live]:
-            del self[key]
+        kept = {key: call for key in map(id, data) if (call := self.get(key)) is not None}
+        self.clear()  # (a cleared list costs nothing to go through)
+        self.update(kept)
         self.length, self.last = 0, None
 
 
