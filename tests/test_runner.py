@@ -771,3 +771,34 @@ def test_a_span_reads_as_its_numbered_settings_and_pickles_without_the_pairs():
     back = pickle.loads(pickle.dumps(span))
     assert list(back) == pairs
     assert len(pickle.dumps(span)) < len(pickle.dumps(pairs))
+
+
+def test_a_pool_found_broken_when_a_batch_is_sent_is_replaced(monkeypatch):
+    """A worker can die between the Runner's looks at its pool: the pool then refuses the
+    next batch (BrokenProcessPool from submit). That batch goes to a new pool and runs."""
+    from memo.runner import base
+    from memo.runner.processes import ProcessesBackend
+
+    class BrokenFirst(ProcessesBackend):
+        opened = 0
+
+        def open(self, run):
+            executor = super().open(run)
+            BrokenFirst.opened += 1
+            if BrokenFirst.opened == 1:  # the first pool: its workers die before any batch
+                executor.submit(os.getpid).result()
+                for proc in list(executor._processes.values()):
+                    proc.kill()
+                deadline = time.monotonic() + 30
+                while not executor._broken:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            return executor
+
+    monkeypatch.setitem(base._REGISTRY, "broken-first", BrokenFirst)
+    data = []
+    f = memlist(data=data)(lambda x: {"y": x})
+    report = Runner("broken-first", n_jobs=2).run(f, grid(x=range(30)))
+    assert report.ok and report.done == 30
+    assert sorted(r["x"] for r in data) == list(range(30))
+    assert BrokenFirst.opened == 2

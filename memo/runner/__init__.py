@@ -91,7 +91,9 @@ class Runner:
     ``n_jobs``: workers, ``-1`` for all cores, ``-2`` for all but one (as in joblib);
     for ``slurm`` the number of array tasks (default: one per setting, at most 100).
     ``chunksize``: calls per batch sent to a worker (default: adapted so that a batch
-    takes about 50 ms). ``timeout``: seconds a call may take before it fails.
+    takes about 50 ms; the first batches are large, and a worker sends back unrun
+    what it could not start within about 100 ms, so slow calls spread over the
+    workers at once). ``timeout``: seconds a call may take before it fails.
     ``progress_interval``: seconds between progress lines when stderr is not a
     terminal (default 30, or ``MEMO_PROGRESS_INTERVAL``). ``slurm``: parameters for
     ``submitit.AutoExecutor.update_parameters`` (``slurm_partition``,

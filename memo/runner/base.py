@@ -168,7 +168,19 @@ class PoolBackend(Backend):
         self.warm: float | None = None
 
         def submit(batch: Batch) -> None:
-            pending[executor.submit(call, batch)] = (executor, batch, time.monotonic())
+            nonlocal executor
+            try:
+                future = executor.submit(call, batch)
+            except Exception as exc:
+                if not self.broken(exc):
+                    raise
+                # a worker died since the last look (the pool says so only now): a new pool
+                # takes this batch; the old one's calls in flight fail as they come back
+                self.close(executor, hard=True)
+                executor = self.open(run)
+                self.warm = None
+                future = executor.submit(call, batch)
+            pending[future] = (executor, batch, time.monotonic())
 
         try:
             while True:
