@@ -78,7 +78,6 @@ _orjson_dumps = orjson.dumps
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-
 def _numpy() -> Any:
     """numpy if the program imported it, else None: numpy is optional, and a value can be
     a numpy one only once numpy is imported (so memo never imports it itself)."""

@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "PoolBackend", "Run", "backend_class", "backends", "register_backend"]
 
 
-
 @dataclass
 class Run:
     """One run, as a backend sees it."""
