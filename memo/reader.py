@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import time
 import warnings
@@ -24,20 +25,16 @@ from ._util import user_stacklevel
 from .call import META_KEY
 from .shardfile import sources
 
-_NUMPY: list[Any] = []  # numpy, or None without it: imported on the first block read
 
-
+@functools.cache
 def _numpy() -> Any:
     """numpy if installed (optional: it finds the newlines of a block faster), imported
     when a file is first read rather than with memo."""
-    if not _NUMPY:
-        try:
-            import numpy
-
-            _NUMPY.append(numpy)
-        except ImportError:  # pragma: no cover - exercised without numpy
-            _NUMPY.append(None)
-    return _NUMPY[0]
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - exercised without numpy
+        return None
+    return numpy
 
 
 __all__ = ["BadLine", "CorruptLineWarning", "Tail", "iter_records", "scan"]

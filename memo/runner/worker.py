@@ -18,6 +18,7 @@ initializer) ends the worker when its parent process is gone, killed or not.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import signal
@@ -196,23 +197,18 @@ def watch_parent(kernel: bool = False) -> None:
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_PRCTL: list[Callable[..., int] | None] = []
-
-
+@functools.cache
 def death_signal() -> Callable[..., int] | None:
     """Linux's ``prctl``, or None where there is none (looked up once: a parent that
     looks it up before it forks spares its workers the import of ``ctypes``)."""
-    if not _PRCTL:
-        prctl = None
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-                prctl = ctypes.CDLL(None, use_errno=True).prctl
-            except (OSError, AttributeError):
-                prctl = None
-        _PRCTL.append(prctl)
-    return _PRCTL[0]
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
 
 _FORKED: Job | None = None
